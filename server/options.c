@@ -1,0 +1,532 @@
+/* Command-line and --config parsing. Each option has one setter used for both sources, so a value is validated
+ * the same way wherever it comes from. */
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONFIG_GROUP "deskvm"
+
+/* The setter gets the value and returns NULL or an error reason (caller frees), which the caller prefixes with the
+ * option or config key. */
+typedef char *(*option_setter)(struct options *opts, const char *value);
+
+enum option_arg {
+    ARG_NONE, /* a flag on the command line, a boolean in the config file */
+    ARG_REQUIRED,
+};
+
+struct option_def {
+    const char *name;
+    int short_name;
+    enum option_arg arg;
+    bool in_config; /* accepted as a key in the --config file */
+    bool repeatable;
+    option_setter set;
+    const char *metavar;
+    const char *help;
+};
+
+bool options_parse_size(const char *s, uint64_t default_unit, uint64_t *out)
+{
+    const char *p = s;
+    uint64_t whole = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (whole > (UINT64_MAX - 9) / 10)
+            return false;
+        whole = whole * 10 + (uint64_t)(*p - '0');
+        p++;
+        digits++;
+    }
+    /* fraction as numerator / 10^n, at most 9 digits */
+    uint64_t frac = 0, frac_div = 1;
+    if (*p == '.') {
+        p++;
+        int fd = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (fd >= 9)
+                return false;
+            frac = frac * 10 + (uint64_t)(*p - '0');
+            frac_div *= 10;
+            p++;
+            fd++;
+        }
+        if (!fd)
+            return false;
+    }
+    if (!digits)
+        return false;
+    uint64_t unit;
+    if (!*p)
+        unit = default_unit;
+    else {
+        static const struct {
+            const char *suffix;
+            uint64_t unit;
+        } units[] = {
+            {"B", 1},           {"b", 1},
+            {"K", 1ULL << 10},  {"k", 1ULL << 10},  {"KiB", 1ULL << 10}, {"KB", 1ULL << 10},
+            {"M", 1ULL << 20},  {"m", 1ULL << 20},  {"MiB", 1ULL << 20}, {"MB", 1ULL << 20},
+            {"G", 1ULL << 30},  {"g", 1ULL << 30},  {"GiB", 1ULL << 30}, {"GB", 1ULL << 30},
+            {"T", 1ULL << 40},  {"t", 1ULL << 40},  {"TiB", 1ULL << 40}, {"TB", 1ULL << 40},
+        };
+        unit = 0;
+        for (size_t i = 0; i < G_N_ELEMENTS(units); i++) {
+            if (!strcmp(p, units[i].suffix)) {
+                unit = units[i].unit;
+                break;
+            }
+        }
+        if (!unit)
+            return false;
+    }
+    if (whole > UINT64_MAX / unit)
+        return false;
+    uint64_t bytes = whole * unit;
+    if (frac) {
+        /* unit <= 2^40 and frac < 10^9 < 2^30: the product fits in 64 bits */
+        uint64_t part = frac * unit;
+        if (part % frac_div)
+            return false; /* not a whole number of bytes */
+        if (bytes > UINT64_MAX - part / frac_div)
+            return false;
+        bytes += part / frac_div;
+    }
+    *out = bytes;
+    return true;
+}
+
+static char *set_name(struct options *o, const char *v)
+{
+    if (!*v)
+        return g_strdup("must not be empty");
+    if (strlen(v) > OPTIONS_MAX_NAME)
+        return g_strdup_printf("longer than %d characters", OPTIONS_MAX_NAME);
+    if (!g_utf8_validate(v, -1, NULL))
+        return g_strdup("is not valid UTF-8");
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return g_strdup("contains control characters");
+    g_free(o->name);
+    o->name = g_strdup(v);
+    return NULL;
+}
+
+static char *set_memory(struct options *o, const char *v)
+{
+    uint64_t bytes;
+    if (!options_parse_size(v, 1ULL << 20, &bytes))
+        return g_strdup_printf("'%s' is not a size (examples: 512M, 2G; a bare number is MiB)", v);
+    if (bytes < OPTIONS_MIN_MEMORY)
+        return g_strdup_printf("'%s' is below the minimum of %lluM", v, OPTIONS_MIN_MEMORY >> 20);
+    if (bytes > OPTIONS_MAX_MEMORY)
+        return g_strdup_printf("'%s' is above the maximum of %lluG", v, OPTIONS_MAX_MEMORY >> 30);
+    if (bytes & ((1ULL << 20) - 1))
+        return g_strdup_printf("'%s' is not a whole number of MiB", v);
+    o->memory = bytes;
+    return NULL;
+}
+
+static char *set_cpus(struct options *o, const char *v)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < 1 || n > OPTIONS_MAX_CPUS)
+        return g_strdup_printf("'%s' is not a CPU count from 1 to %d", v, OPTIONS_MAX_CPUS);
+    o->cpus = (unsigned)n;
+    return NULL;
+}
+
+static char *set_accel(struct options *o, const char *v)
+{
+    if (!strcmp(v, "auto"))
+        o->accel = ACCEL_AUTO;
+    else if (!strcmp(v, "kvm"))
+        o->accel = ACCEL_KVM;
+    else if (!strcmp(v, "emu"))
+        o->accel = ACCEL_EMU;
+    else
+        return g_strdup_printf("'%s' is not kvm, emu or auto", v);
+    return NULL;
+}
+
+static char *set_readable_file(char **slot, const char *v)
+{
+    if (!*v)
+        return g_strdup("needs a file name");
+    g_autofree char *abs = g_canonicalize_filename(v, NULL);
+    if (!g_file_test(abs, G_FILE_TEST_EXISTS))
+        return g_strdup_printf("'%s' does not exist", v);
+    if (!g_file_test(abs, G_FILE_TEST_IS_REGULAR))
+        return g_strdup_printf("'%s' is not a regular file", v);
+    if (access(abs, R_OK) != 0)
+        return g_strdup_printf("'%s' is not readable: %s", v, g_strerror(errno));
+    g_free(*slot);
+    *slot = g_steal_pointer(&abs);
+    return NULL;
+}
+
+static char *set_kernel(struct options *o, const char *v)
+{
+    return set_readable_file(&o->kernel, v);
+}
+
+static char *set_initrd(struct options *o, const char *v)
+{
+    return set_readable_file(&o->initrd, v);
+}
+
+static char *set_append(struct options *o, const char *v)
+{
+    /* The boot protocol limits the command line; 2047 bytes is the x86 COMMAND_LINE_SIZE of Linux 6.1. */
+    if (strlen(v) > 2047)
+        return g_strdup("longer than 2047 bytes, the kernel's command-line limit");
+    g_free(o->append);
+    o->append = g_strdup(v);
+    return NULL;
+}
+
+static char *set_serial(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct chardev_spec spec;
+    if (!chardev_spec_parse(v, &spec, &err))
+        return err;
+    chardev_spec_clear(&o->serial);
+    o->serial = spec;
+    return NULL;
+}
+
+static char *set_qmp(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct listen_spec spec;
+    if (!listen_spec_parse(v, &spec, &err))
+        return err;
+    g_array_append_val(o->qmp, spec);
+    return NULL;
+}
+
+static char *set_config(struct options *o, const char *v)
+{
+    if (!*v)
+        return g_strdup("needs a file name");
+    g_free(o->config);
+    o->config = g_strdup(v);
+    return NULL;
+}
+
+static char *set_bool(bool *slot, const char *v)
+{
+    if (!v || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "1"))
+        *slot = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "0"))
+        *slot = false;
+    else
+        return g_strdup_printf("'%s' is not true or false", v);
+    return NULL;
+}
+
+static char *set_daemonize(struct options *o, const char *v)
+{
+    return set_bool(&o->daemonize, v);
+}
+
+static char *set_paused(struct options *o, const char *v)
+{
+    return set_bool(&o->paused, v);
+}
+
+static char *set_help(struct options *o, const char *v)
+{
+    o->help = true;
+    return NULL;
+}
+
+static char *set_version(struct options *o, const char *v)
+{
+    o->version = true;
+    return NULL;
+}
+
+static char *set_writable_path(char **slot, const char *v)
+{
+    if (!*v)
+        return g_strdup("needs a file name");
+    g_free(*slot);
+    *slot = g_canonicalize_filename(v, NULL);
+    return NULL;
+}
+
+static char *set_pidfile(struct options *o, const char *v)
+{
+    return set_writable_path(&o->pidfile, v);
+}
+
+static char *set_log_file(struct options *o, const char *v)
+{
+    return set_writable_path(&o->log_file, v);
+}
+
+static char *set_log_level(struct options *o, const char *v)
+{
+    if (!log_level_parse(v, &o->log_level))
+        return g_strdup_printf("'%s' is not error, warn, info or debug", v);
+    return NULL;
+}
+
+static const struct option_def option_defs[] = {
+    {"name", 0, ARG_REQUIRED, true, false, set_name, "NAME", "name of the VM (QMP query-name, logs)"},
+    {"memory", 'm', ARG_REQUIRED, true, false, set_memory, "SIZE", "guest RAM, e.g. 512M or 2G (default 512M)"},
+    {"cpus", 0, ARG_REQUIRED, true, false, set_cpus, "N", "number of vCPUs (default 1)"},
+    {"accel", 0, ARG_REQUIRED, true, false, set_accel, "kvm|emu|auto", "CPU backend (default auto)"},
+    {"kernel", 0, ARG_REQUIRED, true, false, set_kernel, "FILE", "Linux kernel (bzImage or vmlinux) to boot"},
+    {"initrd", 0, ARG_REQUIRED, true, false, set_initrd, "FILE", "initial ramdisk (needs --kernel)"},
+    {"append", 0, ARG_REQUIRED, true, false, set_append, "CMDLINE", "kernel command line (needs --kernel)"},
+    {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
+     "where the serial console goes (default none)"},
+    {"qmp", 0, ARG_REQUIRED, true, true, set_qmp, "unix:PATH|tcp:127.0.0.1:PORT",
+     "QMP control socket (repeatable)"},
+    {"config", 0, ARG_REQUIRED, false, false, set_config, "FILE", "read options from an INI file ([deskvm] group)"},
+    {"daemonize", 0, ARG_NONE, true, false, set_daemonize, NULL, "run in the background once set up"},
+    {"pidfile", 0, ARG_REQUIRED, true, false, set_pidfile, "FILE", "write (and lock) the process id here"},
+    {"log-level", 0, ARG_REQUIRED, true, false, set_log_level, "LEVEL", "error, warn, info (default) or debug"},
+    {"log-file", 0, ARG_REQUIRED, true, false, set_log_file, "FILE", "log here instead of stderr"},
+    {"paused", 'S', ARG_NONE, true, false, set_paused, NULL,
+     "start in the prelaunch state; QMP 'cont' starts the VM (like QEMU's -S)"},
+    {"version", 'V', ARG_NONE, false, false, set_version, NULL, "print the version and exit"},
+    {"help", 'h', ARG_NONE, false, false, set_help, NULL, "print this help and exit"},
+};
+
+void options_print_help(FILE *out)
+{
+    fprintf(out, "Usage: deskvm [OPTIONS]\n"
+                 "Runs one PC virtual machine, controlled over QMP.\n\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(option_defs); i++) {
+        const struct option_def *d = &option_defs[i];
+        char left[96];
+        if (d->short_name)
+            g_snprintf(left, sizeof(left), "-%c, --%s%s%s", d->short_name, d->name, d->metavar ? " " : "",
+                       d->metavar ? d->metavar : "");
+        else
+            g_snprintf(left, sizeof(left), "    --%s%s%s", d->name, d->metavar ? " " : "",
+                       d->metavar ? d->metavar : "");
+        if (strlen(left) > 34)
+            fprintf(out, "  %s\n  %-34s %s\n", left, "", d->help);
+        else
+            fprintf(out, "  %-34s %s\n", left, d->help);
+    }
+    fprintf(out, "\nThe --config file takes the same keys, without dashes, in a [%s] group; options given on the\n"
+                 "command line win over the file. Exit codes: 0 success, 1 runtime error, 2 bad options.\n",
+            CONFIG_GROUP);
+}
+
+const char *options_accel_name(enum accel_kind accel)
+{
+    switch (accel) {
+    case ACCEL_KVM:
+        return "kvm";
+    case ACCEL_EMU:
+        return "emu";
+    case ACCEL_AUTO:
+        break;
+    }
+    return "auto";
+}
+
+static void options_init(struct options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->memory = OPTIONS_DEFAULT_MEMORY;
+    o->cpus = 1;
+    o->accel = ACCEL_AUTO;
+    o->serial.kind = CHARDEV_NONE;
+    o->qmp = g_array_new(FALSE, TRUE, sizeof(struct listen_spec));
+    o->log_level = LOG_LEVEL_INFO;
+}
+
+void options_clear(struct options *o)
+{
+    g_free(o->name);
+    g_free(o->kernel);
+    g_free(o->initrd);
+    g_free(o->append);
+    chardev_spec_clear(&o->serial);
+    if (o->qmp) {
+        for (guint i = 0; i < o->qmp->len; i++)
+            listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
+        g_array_unref(o->qmp);
+    }
+    g_free(o->config);
+    g_free(o->pidfile);
+    g_free(o->log_file);
+    memset(o, 0, sizeof(*o));
+}
+
+static int parse_argv(struct options *o, int argc, char **argv, bool *seen, char **error)
+{
+    size_t n = G_N_ELEMENTS(option_defs);
+    struct option *longopts = g_new0(struct option, n + 1);
+    GString *shortopts = g_string_new(":");
+    for (size_t i = 0; i < n; i++) {
+        longopts[i].name = option_defs[i].name;
+        longopts[i].has_arg = option_defs[i].arg == ARG_REQUIRED ? required_argument : no_argument;
+        longopts[i].val = 0x100 + (int)i;
+        if (option_defs[i].short_name) {
+            g_string_append_c(shortopts, (char)option_defs[i].short_name);
+            if (option_defs[i].arg == ARG_REQUIRED)
+                g_string_append_c(shortopts, ':');
+        }
+    }
+    int rc = 0;
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int c = getopt_long(argc, argv, shortopts->str, longopts, NULL);
+        if (c == -1)
+            break;
+        const struct option_def *d = NULL;
+        if (c >= 0x100)
+            d = &option_defs[c - 0x100];
+        else
+            for (size_t i = 0; i < n; i++)
+                if (option_defs[i].short_name == c)
+                    d = &option_defs[i];
+        if (c == '?' || (!d && c != ':')) {
+            const char *bad = argv[optind - 1];
+            *error = optopt ? g_strdup_printf("unknown option '-%c' (see deskvm --help)", optopt)
+                            : g_strdup_printf("unknown option '%s' (see deskvm --help)", bad);
+            rc = 2;
+            break;
+        }
+        if (c == ':') {
+            *error = g_strdup_printf("%s needs a value", argv[optind - 1]);
+            rc = 2;
+            break;
+        }
+        size_t idx = (size_t)(d - option_defs);
+        if (seen[idx] && !d->repeatable && d->arg == ARG_REQUIRED) {
+            *error = g_strdup_printf("--%s: given more than once", d->name);
+            rc = 2;
+            break;
+        }
+        seen[idx] = true;
+        g_autofree char *why = d->set(o, optarg);
+        if (why) {
+            *error = g_strdup_printf("--%s: %s", d->name, why);
+            rc = 2;
+            break;
+        }
+    }
+    if (!rc && optind < argc) {
+        *error = g_strdup_printf("unexpected argument '%s' (deskvm takes only options; see deskvm --help)",
+                                 argv[optind]);
+        rc = 2;
+    }
+    g_string_free(shortopts, TRUE);
+    g_free(longopts);
+    return rc;
+}
+
+static int parse_config(struct options *o, const bool *seen, char **error)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autoptr(GError) gerr = NULL;
+    const char *file = o->config;
+    if (!g_key_file_load_from_file(kf, file, G_KEY_FILE_NONE, &gerr)) {
+        *error = g_strdup_printf("--config: %s: %s", file, gerr->message);
+        return 2;
+    }
+    g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+    for (char **g = groups; *g; g++) {
+        if (strcmp(*g, CONFIG_GROUP)) {
+            *error = g_strdup_printf("config %s: unknown group [%s] (options go in [%s])", file, *g, CONFIG_GROUP);
+            return 2;
+        }
+    }
+    if (!g_key_file_has_group(kf, CONFIG_GROUP))
+        return 0;
+    g_auto(GStrv) keys = g_key_file_get_keys(kf, CONFIG_GROUP, NULL, NULL);
+    for (char **k = keys; *k; k++) {
+        const struct option_def *d = NULL;
+        for (size_t i = 0; i < G_N_ELEMENTS(option_defs); i++)
+            if (!strcmp(option_defs[i].name, *k) && option_defs[i].in_config)
+                d = &option_defs[i];
+        if (!d) {
+            *error = g_strdup_printf("config %s: unknown key '%s'", file, *k);
+            return 2;
+        }
+        if (seen[d - option_defs])
+            continue; /* the command line wins */
+        g_autoptr(GError) kerr = NULL;
+        g_autofree char *value = g_key_file_get_string(kf, CONFIG_GROUP, *k, &kerr);
+        if (!value) {
+            *error = g_strdup_printf("config %s: key '%s': %s", file, *k, kerr->message);
+            return 2;
+        }
+        /* A repeatable key takes a ;-separated list, GKeyFile's list syntax. */
+        g_auto(GStrv) values = d->repeatable ? g_strsplit(value, ";", -1) : g_strdupv((char *[]){value, NULL});
+        for (char **v = values; *v; v++) {
+            if (d->repeatable && !**v)
+                continue;
+            g_autofree char *why = d->set(o, *v);
+            if (why) {
+                *error = g_strdup_printf("config %s: key '%s': %s", file, *k, why);
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
+static int validate(struct options *o, char **error)
+{
+    if (o->initrd && !o->kernel) {
+        *error = g_strdup("--initrd: only allowed together with --kernel");
+        return 2;
+    }
+    if (o->append && !o->kernel) {
+        *error = g_strdup("--append: only allowed together with --kernel");
+        return 2;
+    }
+    if (o->daemonize && o->serial.kind == CHARDEV_STDIO) {
+        *error = g_strdup("--serial: stdio cannot be used with --daemonize");
+        return 2;
+    }
+    for (guint i = 0; i < o->qmp->len; i++) {
+        const struct listen_spec *a = &g_array_index(o->qmp, struct listen_spec, i);
+        for (guint j = 0; j < i; j++) {
+            const struct listen_spec *b = &g_array_index(o->qmp, struct listen_spec, j);
+            if (a->kind == LISTEN_UNIX && b->kind == LISTEN_UNIX && !strcmp(a->path, b->path)) {
+                *error = g_strdup_printf("--qmp: unix:%s given twice", a->path);
+                return 2;
+            }
+        }
+        if (a->kind == LISTEN_UNIX && o->serial.kind == CHARDEV_UNIX && !strcmp(a->path, o->serial.path)) {
+            *error = g_strdup_printf("--serial: unix:%s is also a QMP socket", a->path);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int options_parse(struct options *o, int argc, char **argv, char **error)
+{
+    options_init(o);
+    bool seen[G_N_ELEMENTS(option_defs)] = {0};
+    int rc = parse_argv(o, argc, argv, seen, error);
+    if (rc || o->help || o->version)
+        return rc;
+    if (o->config) {
+        rc = parse_config(o, seen, error);
+        if (rc)
+            return rc;
+    }
+    return validate(o, error);
+}

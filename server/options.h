@@ -1,0 +1,59 @@
+/* deskvm's options: the command line and the --config INI file share one table of keys and one validator, and
+ * the command line wins over the file. */
+#ifndef DESKVM_OPTIONS_H
+#define DESKVM_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <glib.h>
+
+#include "chardev.h"
+#include "listen.h"
+#include "log.h"
+
+enum accel_kind {
+    ACCEL_AUTO,
+    ACCEL_KVM,
+    ACCEL_EMU,
+};
+
+#define OPTIONS_MIN_MEMORY (16ULL << 20)
+#define OPTIONS_MAX_MEMORY (1ULL << 40)
+#define OPTIONS_DEFAULT_MEMORY (512ULL << 20)
+#define OPTIONS_MAX_CPUS 64
+#define OPTIONS_MAX_NAME 128
+
+struct options {
+    char *name;
+    uint64_t memory;
+    unsigned cpus;
+    enum accel_kind accel;
+    char *kernel;
+    char *initrd;
+    char *append;
+    struct chardev_spec serial;
+    GArray *qmp; /* of struct listen_spec */
+    char *config;
+    bool daemonize;
+    char *pidfile;
+    enum log_level log_level;
+    char *log_file;
+    bool paused;
+    bool help;
+    bool version;
+};
+
+/* Parses argv and then the --config file (if any) into *opts. Returns 0 on success; on bad input returns 2 with
+ * a one-line message in *error naming the option (or file and key) and the reason. */
+int options_parse(struct options *opts, int argc, char **argv, char **error);
+void options_clear(struct options *opts);
+const char *options_accel_name(enum accel_kind accel);
+void options_print_help(FILE *out);
+
+/* Parses a size such as "512M", "2G", "1.5G", "4096K" or "65536B". A bare number is in units of default_unit
+ * (QEMU's -m takes MiB). Returns false if the text is not a size or overflows 64 bits. */
+bool options_parse_size(const char *s, uint64_t default_unit, uint64_t *out);
+
+#endif
