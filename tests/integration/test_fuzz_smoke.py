@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Runs every libFuzzer target briefly over its seed corpus, so a parser regression that crashes, leaks into UB or
+breaks the one-reply-per-line promise fails `make check` (long runs: `make fuzz` and run the target by hand)."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from deskvm_harness import BUILDDIR, SRCDIR  # noqa: E402
+from tap import Tap  # noqa: E402
+
+t = Tap()
+TARGETS = {"fuzz-qmp": "qmp"}
+RUNS = os.environ.get("DESKVM_FUZZ_RUNS", "30000")
+
+for target, corpus in TARGETS.items():
+    exe = os.path.join(BUILDDIR, "tests", "fuzz", target)
+    if not os.path.exists(exe):
+        t.skip(f"{target} smoke run", "not built: configure found no clang with libFuzzer")
+        continue
+    seeds = os.path.join(SRCDIR, "tests", "fuzz", "corpus", corpus)
+    work = tempfile.mkdtemp(prefix="dvm-fuzz-")
+    try:
+        r = subprocess.run([exe, f"-runs={RUNS}", "-max_len=4096", "-max_total_time=60", "-seed=1",
+                            "-print_final_stats=1", work, seeds],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        out = r.stdout
+        t.ok(r.returncode == 0 and "Done" in out, f"{target}: {RUNS} runs without a crash", out[-3000:])
+        execs = [l for l in out.splitlines() if l.startswith("stat::number_of_executed_units")]
+        t.ok(execs and int(execs[0].split(":")[-1]) >= 1000, f"{target}: executed at least 1000 inputs", execs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+t.done()

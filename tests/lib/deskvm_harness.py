@@ -1,0 +1,169 @@
+"""Helpers for deskvm's integration tests: locate the build, start deskvm, talk QMP over a socket."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+SRCDIR = os.environ.get("DESKVM_SRCDIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILDDIR = os.environ.get("DESKVM_BUILDDIR") or SRCDIR
+DESKVM = os.path.join(BUILDDIR, "deskvm")
+
+
+def tmpdir():
+    """A fresh directory for one test's sockets and files (short path: unix socket paths are limited)."""
+    return tempfile.mkdtemp(prefix="dvm-", dir="/tmp")
+
+
+def run_deskvm(args, timeout=10, **kw):
+    """Run deskvm to completion; returns CompletedProcess with text stdout/stderr."""
+    return subprocess.run([DESKVM] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+
+def wait_for(pred, timeout=10.0, interval=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+class Deskvm:
+    """A running deskvm process with a QMP unix socket in its own temp dir."""
+
+    def __init__(self, extra=(), qmp=True, log_level="info"):
+        self.dir = tmpdir()
+        self.qmp_path = os.path.join(self.dir, "qmp.sock")
+        self.log_path = os.path.join(self.dir, "deskvm.log")
+        args = [DESKVM, "--log-file", self.log_path]
+        if log_level:
+            args += ["--log-level", log_level]
+        if qmp:
+            args += ["--qmp", "unix:" + self.qmp_path]
+        args += list(extra)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if qmp and not wait_for(lambda: os.path.exists(self.qmp_path) or self.proc.poll() is not None):
+            raise RuntimeError("deskvm did not create its QMP socket")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"deskvm exited early with {self.proc.returncode}: {self.proc.stderr.read()!r}")
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def qmp(self, negotiate=True):
+        c = QmpClient(self.qmp_path)
+        if negotiate:
+            c.negotiate()
+        return c
+
+    def wait(self, timeout=10):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class QmpClient:
+    """Minimal QMP client: keeps events and replies apart, as a real client must."""
+
+    def __init__(self, path=None, tcp=None, timeout=10.0):
+        if tcp:
+            self.sock = socket.create_connection(tcp, timeout=timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.recv()
+
+    def close(self):
+        self.sock.close()
+
+    def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def recv(self):
+        """Next JSON message (QMP sends one per line)."""
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("QMP connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def recv_reply(self):
+        """Next message that is not an event; events seen on the way are kept in self.events."""
+        while True:
+            msg = self.recv()
+            if "event" in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    def cmd(self, name, args=None, id=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        if id is not None:
+            req["id"] = id
+        self.send_raw(json.dumps(req))
+        return self.recv_reply()
+
+    def negotiate(self):
+        r = self.cmd("qmp_capabilities")
+        if r != {"return": {}}:
+            raise RuntimeError(f"qmp_capabilities failed: {r}")
+
+    def wait_event(self, name, timeout=5.0):
+        for i, ev in enumerate(self.events):
+            if ev["event"] == name:
+                return self.events.pop(i)
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                msg = self.recv()
+                if msg.get("event") == name:
+                    return msg
+                if "event" in msg:
+                    self.events.append(msg)
+        except (socket.timeout, EOFError):
+            return None
+        finally:
+            self.sock.settimeout(old)
+
+
+def log_port(log_text):
+    m = re.search(r"qmp: listening on tcp:\S*:(\d+)", log_text)
+    return int(m.group(1)) if m else None
