@@ -95,7 +95,9 @@ static gboolean chardev_on_output(gint fd, GIOCondition cond, gpointer data);
 static void chardev_drain_locked(struct chardev *chr)
 {
     while (chr->out->len && chr->out_fd >= 0) {
-        ssize_t n = write(chr->out_fd, chr->out->data, chr->out->len);
+        /* send() with MSG_NOSIGNAL: a client that went away must not SIGPIPE the whole process. */
+        ssize_t n = chr->kind == CHARDEV_UNIX ? send(chr->out_fd, chr->out->data, chr->out->len, MSG_NOSIGNAL)
+                                              : write(chr->out_fd, chr->out->data, chr->out->len);
         if (n > 0) {
             g_byte_array_remove_range(chr->out, 0, (guint)n);
             continue;

@@ -37,9 +37,10 @@ bool options_parse_size(const char *s, uint64_t default_unit, uint64_t *out)
     uint64_t whole = 0;
     int digits = 0;
     while (*p >= '0' && *p <= '9') {
-        if (whole > (UINT64_MAX - 9) / 10)
+        uint64_t digit = (uint64_t)(*p - '0');
+        if (whole > (UINT64_MAX - digit) / 10)
             return false;
-        whole = whole * 10 + (uint64_t)(*p - '0');
+        whole = whole * 10 + digit;
         p++;
         digits++;
     }
@@ -89,13 +90,22 @@ bool options_parse_size(const char *s, uint64_t default_unit, uint64_t *out)
         return false;
     uint64_t bytes = whole * unit;
     if (frac) {
-        /* unit <= 2^40 and frac < 10^9 < 2^30: the product fits in 64 bits */
-        uint64_t part = frac * unit;
-        if (part % frac_div)
+        /* frac * unit can reach 10^9 * 2^40, beyond 64 bits: cancel the common factor of unit and
+         * frac_div first. The fraction is then whole bytes exactly when frac is a multiple of what is left
+         * of frac_div, and the part is below unit. */
+        uint64_t g = unit, r = frac_div;
+        while (r) {
+            uint64_t t = g % r;
+            g = r;
+            r = t;
+        }
+        uint64_t den = frac_div / g;
+        if (frac % den)
             return false; /* not a whole number of bytes */
-        if (bytes > UINT64_MAX - part / frac_div)
+        uint64_t part = frac / den * (unit / g);
+        if (bytes > UINT64_MAX - part)
             return false;
-        bytes += part / frac_div;
+        bytes += part;
     }
     *out = bytes;
     return true;
@@ -386,7 +396,9 @@ static int parse_argv(struct options *o, int argc, char **argv, bool *seen, char
     }
     int rc = 0;
     opterr = 0;
-    optind = 1;
+    /* 0, not 1: glibc and musl then also forget the position inside a previous argv's "-abc" cluster, which
+     * would otherwise be read from memory the caller may have freed. */
+    optind = 0;
     for (;;) {
         int c = getopt_long(argc, argv, shortopts->str, longopts, NULL);
         if (c == -1)
@@ -400,8 +412,11 @@ static int parse_argv(struct options *o, int argc, char **argv, bool *seen, char
                     d = &option_defs[i];
         if (c == '?' || (!d && c != ':')) {
             const char *bad = argv[optind - 1];
-            *error = optopt ? g_strdup_printf("unknown option '-%c' (see deskvm --help)", optopt)
-                            : g_strdup_printf("unknown option '%s' (see deskvm --help)", bad);
+            if (optopt >= 0x100) /* "--flag=value": getopt reports the flag's own code */
+                *error = g_strdup_printf("--%s does not take a value", option_defs[optopt - 0x100].name);
+            else
+                *error = optopt ? g_strdup_printf("unknown option '-%c' (see deskvm --help)", optopt)
+                                : g_strdup_printf("unknown or ambiguous option '%s' (see deskvm --help)", bad);
             rc = 2;
             break;
         }

@@ -46,7 +46,7 @@ cases = [
     (["--log-level", "verbose"], "--log-level: 'verbose' is not error, warn, info or debug", "bad log level"),
     (["--name", ""], "--name: must not be empty", "empty name"),
     (["--name", "a\tb"], "--name: contains control characters", "name with a control character"),
-    (["--bogus"], "unknown option '--bogus'", "unknown option"),
+    (["--bogus"], "unknown or ambiguous option '--bogus'", "unknown option"),
     (["extra-arg"], "unexpected argument 'extra-arg'", "positional argument"),
     (["--name", "a", "--name", "b"], "--name: given more than once", "option given twice"),
     (["--daemonize", "--serial", "stdio"], "stdio cannot be used with --daemonize", "daemonize with stdio serial"),
