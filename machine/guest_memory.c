@@ -1,0 +1,190 @@
+/* Guest RAM: one anonymous mapping split into a low and a high slot around the PCI hole. */
+#include "guest_memory.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <glib.h>
+
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
+
+int guest_memory_init(struct guest_memory *gm, uint64_t ram_size)
+{
+    memset(gm, 0, sizeof(*gm));
+    if (!ram_size || ram_size % GUEST_PAGE_SIZE)
+        return -EINVAL;
+    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    /* Transparent huge pages help both KVM (fewer EPT entries) and the software CPU (fewer TLB misses). */
+    madvise(p, ram_size, MADV_HUGEPAGE);
+    gm->base = p;
+    gm->mapped = ram_size;
+    gm->ram_size = ram_size;
+    uint64_t low = MIN(ram_size, GUEST_MEMORY_LOW_LIMIT);
+    gm->slots[0] = (struct guest_ram_slot){.gpa = 0, .size = low, .host = gm->base};
+    gm->nslots = 1;
+    if (ram_size > low) {
+        gm->slots[1] = (struct guest_ram_slot){
+            .gpa = GUEST_MEMORY_HIGH_BASE, .size = ram_size - low, .host = gm->base + low};
+        gm->nslots = 2;
+    }
+    return 0;
+}
+
+void guest_memory_destroy(struct guest_memory *gm)
+{
+    guest_memory_dirty_log_stop(gm);
+    if (gm->base)
+        munmap(gm->base, gm->mapped);
+    memset(gm, 0, sizeof(*gm));
+}
+
+const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    if (len == 0 || gpa + len < gpa)
+        return NULL;
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        const struct guest_ram_slot *s = &gm->slots[i];
+        if (gpa >= s->gpa && gpa - s->gpa < s->size && len <= s->size - (gpa - s->gpa))
+            return s;
+    }
+    return NULL;
+}
+
+bool guest_memory_is_ram(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    return guest_memory_find(gm, gpa, len) != NULL;
+}
+
+static void mark_dirty(const struct guest_ram_slot *s, uint64_t gpa, uint64_t len)
+{
+    uint64_t first = (gpa - s->gpa) / GUEST_PAGE_SIZE;
+    uint64_t last = (gpa - s->gpa + len - 1) / GUEST_PAGE_SIZE;
+    for (uint64_t p = first; p <= last; p++)
+        __atomic_fetch_or(&s->dirty[p / BITS_PER_LONG], 1UL << (p % BITS_PER_LONG), __ATOMIC_RELAXED);
+}
+
+const void *guest_mem_map_read(struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    const struct guest_ram_slot *s = guest_memory_find(gm, gpa, len);
+    return s ? s->host + (gpa - s->gpa) : NULL;
+}
+
+void *guest_mem_map_write(struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    const struct guest_ram_slot *s = guest_memory_find(gm, gpa, len);
+    if (!s)
+        return NULL;
+    if (s->dirty)
+        mark_dirty(s, gpa, len);
+    return s->host + (gpa - s->gpa);
+}
+
+int guest_mem_read(struct guest_memory *gm, uint64_t gpa, void *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    const void *p = guest_mem_map_read(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(buf, p, len);
+    return 0;
+}
+
+int guest_mem_write(struct guest_memory *gm, uint64_t gpa, const void *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    void *p = guest_mem_map_write(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(p, buf, len);
+    return 0;
+}
+
+int guest_mem_fill(struct guest_memory *gm, uint64_t gpa, int byte, size_t len)
+{
+    if (len == 0)
+        return 0;
+    void *p = guest_mem_map_write(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memset(p, byte, len);
+    return 0;
+}
+
+#define DEFINE_SCALAR(bits)                                                                                       \
+    int guest_mem_read_u##bits(struct guest_memory *gm, uint64_t gpa, uint##bits##_t *v)                          \
+    {                                                                                                             \
+        uint8_t b[bits / 8];                                                                                      \
+        int r = guest_mem_read(gm, gpa, b, sizeof(b));                                                            \
+        if (r == 0)                                                                                               \
+            *v = (uint##bits##_t)LOAD_##bits(b);                                                                  \
+        return r;                                                                                                 \
+    }                                                                                                             \
+    int guest_mem_write_u##bits(struct guest_memory *gm, uint64_t gpa, uint##bits##_t v)                          \
+    {                                                                                                             \
+        uint8_t b[bits / 8];                                                                                      \
+        STORE_##bits(b, v);                                                                                       \
+        return guest_mem_write(gm, gpa, b, sizeof(b));                                                            \
+    }
+
+#define LOAD_8(b) ((b)[0])
+#define STORE_8(b, v) ((b)[0] = (v))
+#define LOAD_16(b) le16_load(b)
+#define STORE_16(b, v) le16_store(b, v)
+#define LOAD_32(b) le32_load(b)
+#define STORE_32(b, v) le32_store(b, v)
+#define LOAD_64(b) le64_load(b)
+#define STORE_64(b, v) le64_store(b, v)
+
+DEFINE_SCALAR(8)
+DEFINE_SCALAR(16)
+DEFINE_SCALAR(32)
+DEFINE_SCALAR(64)
+
+int guest_memory_dirty_log_start(struct guest_memory *gm)
+{
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        struct guest_ram_slot *s = &gm->slots[i];
+        if (s->dirty)
+            continue;
+        uint64_t pages = s->size / GUEST_PAGE_SIZE;
+        s->dirty = g_try_new0(unsigned long, (pages + BITS_PER_LONG - 1) / BITS_PER_LONG);
+        if (!s->dirty) {
+            guest_memory_dirty_log_stop(gm);
+            return -ENOMEM;
+        }
+    }
+    gm->dirty_logging = true;
+    return 0;
+}
+
+void guest_memory_dirty_log_stop(struct guest_memory *gm)
+{
+    for (unsigned i = 0; i < gm->nslots; i++)
+        g_clear_pointer(&gm->slots[i].dirty, g_free);
+    gm->dirty_logging = false;
+}
+
+void guest_memory_dirty_log_collect(struct guest_memory *gm, uint64_t gpa, uint64_t len,
+                                    void (*fn)(void *opaque, uint64_t page_gpa), void *opaque)
+{
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        const struct guest_ram_slot *s = &gm->slots[i];
+        if (!s->dirty)
+            continue;
+        uint64_t lo = MAX(gpa, s->gpa), hi = MIN(gpa + len, s->gpa + s->size);
+        if (gpa + len < gpa)
+            hi = s->gpa + s->size;
+        for (uint64_t a = lo & ~(GUEST_PAGE_SIZE - 1); a < hi; a += GUEST_PAGE_SIZE) {
+            uint64_t p = (a - s->gpa) / GUEST_PAGE_SIZE;
+            unsigned long bit = 1UL << (p % BITS_PER_LONG);
+            unsigned long old = __atomic_fetch_and(&s->dirty[p / BITS_PER_LONG], ~bit, __ATOMIC_RELAXED);
+            if (old & bit)
+                fn(opaque, a);
+        }
+    }
+}
