@@ -33,9 +33,32 @@ int guest_memory_init(struct guest_memory *gm, uint64_t ram_size)
     return 0;
 }
 
+int guest_memory_add_rom(struct guest_memory *gm, uint64_t gpa, const void *data, size_t size)
+{
+    uint64_t len = (size + GUEST_PAGE_SIZE - 1) & ~(GUEST_PAGE_SIZE - 1);
+    if (!size || gpa % GUEST_PAGE_SIZE || gpa + len - 1 < gpa)
+        return -EINVAL;
+    if (gm->nslots == GUEST_MEMORY_MAX_SLOTS)
+        return -ENOSPC;
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        const struct guest_ram_slot *s = &gm->slots[i];
+        if (gpa < s->gpa + s->size && s->gpa < gpa + len)
+            return -EEXIST;
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    memcpy(p, data, size);
+    gm->slots[gm->nslots++] = (struct guest_ram_slot){.gpa = gpa, .size = len, .host = p, .readonly = true};
+    return 0;
+}
+
 void guest_memory_destroy(struct guest_memory *gm)
 {
     guest_memory_dirty_log_stop(gm);
+    for (unsigned i = 0; i < gm->nslots; i++)
+        if (gm->slots[i].readonly)
+            munmap(gm->slots[i].host, gm->slots[i].size);
     if (gm->base)
         munmap(gm->base, gm->mapped);
     memset(gm, 0, sizeof(*gm));
@@ -55,7 +78,8 @@ const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, ui
 
 bool guest_memory_is_ram(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
 {
-    return guest_memory_find(gm, gpa, len) != NULL;
+    const struct guest_ram_slot *s = guest_memory_find(gm, gpa, len);
+    return s && !s->readonly;
 }
 
 static void mark_dirty(const struct guest_ram_slot *s, uint64_t gpa, uint64_t len)
@@ -75,7 +99,7 @@ const void *guest_mem_map_read(struct guest_memory *gm, uint64_t gpa, uint64_t l
 void *guest_mem_map_write(struct guest_memory *gm, uint64_t gpa, uint64_t len)
 {
     const struct guest_ram_slot *s = guest_memory_find(gm, gpa, len);
-    if (!s)
+    if (!s || s->readonly)
         return NULL;
     if (s->dirty)
         mark_dirty(s, gpa, len);
@@ -149,7 +173,7 @@ int guest_memory_dirty_log_start(struct guest_memory *gm)
 {
     for (unsigned i = 0; i < gm->nslots; i++) {
         struct guest_ram_slot *s = &gm->slots[i];
-        if (s->dirty)
+        if (s->dirty || s->readonly)
             continue;
         uint64_t pages = s->size / GUEST_PAGE_SIZE;
         s->dirty = g_try_new0(unsigned long, (pages + BITS_PER_LONG - 1) / BITS_PER_LONG);
@@ -172,6 +196,9 @@ void guest_memory_dirty_log_stop(struct guest_memory *gm)
 void guest_memory_dirty_log_collect(struct guest_memory *gm, uint64_t gpa, uint64_t len,
                                     void (*fn)(void *opaque, uint64_t page_gpa), void *opaque)
 {
+    /* An empty range holds no page (rounding lo down would otherwise report the page containing gpa). */
+    if (len == 0)
+        return;
     for (unsigned i = 0; i < gm->nslots; i++) {
         const struct guest_ram_slot *s = &gm->slots[i];
         if (!s->dirty)

@@ -19,9 +19,10 @@ struct guest_ram_slot {
     uint64_t size; /* bytes, a multiple of GUEST_PAGE_SIZE */
     uint8_t *host; /* where it lives in deskvm */
     unsigned long *dirty; /* one bit per page while dirty logging is on, else NULL */
+    bool readonly;        /* ROM: the guest and devices can read it, nothing writes it */
 };
 
-#define GUEST_MEMORY_MAX_SLOTS 2
+#define GUEST_MEMORY_MAX_SLOTS 4
 
 struct guest_memory {
     uint8_t *base; /* one anonymous mapping holding all slots */
@@ -35,18 +36,22 @@ struct guest_memory {
 /* Maps ram_size bytes of guest RAM (a multiple of the page size). Returns 0 or a negative errno. */
 int guest_memory_init(struct guest_memory *gm, uint64_t ram_size);
 void guest_memory_destroy(struct guest_memory *gm);
+/* Adds a read-only slot (firmware ROM) holding a copy of data, padded with zeros to whole pages. It must not
+ * overlap RAM or another ROM. Returns 0, -EINVAL, -EEXIST, -ENOSPC or -ENOMEM. */
+int guest_memory_add_rom(struct guest_memory *gm, uint64_t gpa, const void *data, size_t size);
 
 /* The slot holding [gpa, gpa+len) entirely, or NULL (also for len 0 or an overflowing range). */
 const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
 bool guest_memory_is_ram(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
 
-/* A host pointer to [gpa, gpa+len) if it is all RAM, else NULL. The pointer stays valid for the machine's lifetime
+/* A host pointer to [gpa, gpa+len) if it is all RAM (or ROM, for map_read), else NULL. The pointer stays valid for the machine's lifetime
  * (RAM is never remapped), but callers re-validate guest-supplied addresses on every use. map_write marks the pages
  * dirty. */
 const void *guest_mem_map_read(struct guest_memory *gm, uint64_t gpa, uint64_t len);
 void *guest_mem_map_write(struct guest_memory *gm, uint64_t gpa, uint64_t len);
 
-/* Copies; 0 on success, -EFAULT if any byte is outside RAM (then nothing is copied). */
+/* Copies; 0 on success, -EFAULT if any byte is outside RAM (then nothing is copied). Reads also see ROM; writes
+ * to ROM fail with -EFAULT. */
 int guest_mem_read(struct guest_memory *gm, uint64_t gpa, void *buf, size_t len);
 int guest_mem_write(struct guest_memory *gm, uint64_t gpa, const void *buf, size_t len);
 int guest_mem_fill(struct guest_memory *gm, uint64_t gpa, int byte, size_t len);

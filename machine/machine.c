@@ -82,6 +82,8 @@ void machine_destroy(struct machine *m)
     io_bus_destroy(&m->pio);
     io_bus_destroy(&m->mmio);
     guest_memory_destroy(&m->mem);
+    if (m->devices_owned)
+        g_free((void *)m->devices);
     g_rec_mutex_clear(&m->lock);
 }
 

@@ -24,6 +24,7 @@ struct pit;
 struct rtc;
 struct uart8250;
 struct i8042;
+struct sysctl_ports;
 struct pci_bus;
 struct acpi_pm;
 struct chardev;
@@ -86,12 +87,14 @@ struct machine {
     struct rtc *rtc;
     struct uart8250 *com1;
     struct i8042 *i8042;
+    struct sysctl_ports *sysctl_ports; /* ports 0x61, 0x92, 0xCF9, 0x80 */
     struct pci_bus *pci;
     struct acpi_pm *acpi_pm;
 
     const struct machine_device *const *devices;
     unsigned ndevices;
     unsigned created; /* how many of devices[] were created */
+    bool devices_owned; /* devices[] was allocated by the board and is freed with the machine */
 };
 
 /* Sets up memory, buses and the clock, then creates the devices in order. On failure everything created is torn

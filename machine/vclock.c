@@ -3,6 +3,12 @@
 
 #include <time.h>
 
+#include "log.h"
+
+/* A guest that programs a timer with a zero or tiny period must not wedge the machine: after this many firings in
+ * one pass the rest waits for the next pass. */
+#define VCLOCK_MAX_FIRINGS_PER_PASS 100000
+
 struct vclock {
     bool manual;
     GRecMutex *machine_lock;
@@ -101,11 +107,21 @@ bool vclock_is_running(struct vclock *c)
     return r;
 }
 
-static gint by_expiry(gconstpointer a, gconstpointer b)
+/* Inserts after every timer due at the same time or earlier, so equal deadlines fire in arming order. */
+static GList *insert_by_expiry(GList *list, struct vtimer *t)
 {
-    const struct vtimer *x = a, *y = b;
-    return x->expire_ns < y->expire_ns ? -1 : x->expire_ns > y->expire_ns;
+    GList *l = list;
+    GList *last = NULL;
+    while (l && ((struct vtimer *)l->data)->expire_ns <= t->expire_ns) {
+        last = l;
+        l = l->next;
+    }
+    if (!last)
+        return g_list_prepend(list, t);
+    return g_list_insert_before(list, l, t);
 }
+
+static struct log_ratelimit storm_rl = LOG_RATELIMIT_INIT(5000, 5);
 
 void vtimer_init(struct vtimer *t, struct vclock *c, void (*cb)(void *opaque), void *opaque)
 {
@@ -124,7 +140,7 @@ void vtimer_arm(struct vtimer *t, int64_t expire_ns)
         c->timers = g_list_remove(c->timers, t);
     t->expire_ns = expire_ns;
     t->armed = true;
-    c->timers = g_list_insert_sorted(c->timers, t, by_expiry);
+    c->timers = insert_by_expiry(c->timers, t);
     if (c->timers->data == t)
         g_cond_signal(&c->cond);
     g_mutex_unlock(&c->lock);
@@ -145,6 +161,8 @@ void vtimer_cancel(struct vtimer *t)
 
 bool vtimer_is_armed(struct vtimer *t)
 {
+    if (!t->clock)
+        return false;
     g_mutex_lock(&t->clock->lock);
     bool a = t->armed;
     g_mutex_unlock(&t->clock->lock);
@@ -175,8 +193,14 @@ static struct vtimer *pop_due(struct vclock *c, int64_t now)
 int64_t vclock_advance(struct vclock *c, int64_t ns)
 {
     g_mutex_lock(&c->lock);
-    int64_t target = c->stopped_at + (ns > 0 ? ns : 0);
-    for (;;) {
+    if (ns < 0)
+        ns = 0;
+    int64_t target = ns > INT64_MAX - c->stopped_at ? INT64_MAX : c->stopped_at + ns;
+    for (unsigned fired = 0;; fired++) {
+        if (fired == VCLOCK_MAX_FIRINGS_PER_PASS) {
+            log_message_ratelimited(&storm_rl, LOG_LEVEL_WARN, "vclock: timer storm; deferring the rest");
+            break;
+        }
         struct vtimer *t = pop_due(c, target);
         if (!t)
             break;
@@ -213,10 +237,22 @@ static gpointer timer_thread(gpointer data)
             g_rec_mutex_lock(c->machine_lock);
         g_mutex_lock(&c->lock);
         struct vtimer *t;
+        unsigned fired = 0;
         while (c->running && (t = pop_due(c, now_locked(c)))) {
             g_mutex_unlock(&c->lock);
             t->cb(t->opaque);
             g_mutex_lock(&c->lock);
+            if (++fired == VCLOCK_MAX_FIRINGS_PER_PASS) {
+                log_message_ratelimited(&storm_rl, LOG_LEVEL_WARN, "vclock: timer storm; pausing timers 1 ms");
+                g_mutex_unlock(&c->lock);
+                if (c->machine_lock)
+                    g_rec_mutex_unlock(c->machine_lock);
+                g_usleep(1000);
+                if (c->machine_lock)
+                    g_rec_mutex_lock(c->machine_lock);
+                g_mutex_lock(&c->lock);
+                fired = 0;
+            }
         }
         g_mutex_unlock(&c->lock);
         if (c->machine_lock)

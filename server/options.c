@@ -161,8 +161,10 @@ static char *set_accel(struct options *o, const char *v)
         o->accel = ACCEL_KVM;
     else if (!strcmp(v, "emu"))
         o->accel = ACCEL_EMU;
+    else if (!strcmp(v, "qtest"))
+        o->accel = ACCEL_QTEST;
     else
-        return g_strdup_printf("'%s' is not kvm, emu or auto", v);
+        return g_strdup_printf("'%s' is not kvm, emu, qtest or auto", v);
     return NULL;
 }
 
@@ -190,6 +192,20 @@ static char *set_kernel(struct options *o, const char *v)
 static char *set_initrd(struct options *o, const char *v)
 {
     return set_readable_file(&o->initrd, v);
+}
+
+static char *set_firmware(struct options *o, const char *v)
+{
+    return set_readable_file(&o->firmware, v);
+}
+
+static char *set_device(struct options *o, const char *v)
+{
+    if (!strcmp(v, "pci-testdev")) {
+        o->test_device = true;
+        return NULL;
+    }
+    return g_strdup_printf("'%s' is not a device deskvm knows (available: pci-testdev)", v);
 }
 
 static char *set_append(struct options *o, const char *v)
@@ -220,6 +236,21 @@ static char *set_qmp(struct options *o, const char *v)
     if (!listen_spec_parse(v, &spec, &err))
         return err;
     g_array_append_val(o->qmp, spec);
+    return NULL;
+}
+
+static char *set_qtest(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct listen_spec spec;
+    if (!listen_spec_parse(v, &spec, &err))
+        return err;
+    if (spec.kind != LISTEN_UNIX) {
+        listen_spec_clear(&spec);
+        return g_strdup("the test accelerator listens on unix sockets only");
+    }
+    listen_spec_clear(&o->qtest);
+    o->qtest = spec;
     return NULL;
 }
 
@@ -295,10 +326,15 @@ static const struct option_def option_defs[] = {
     {"name", 0, ARG_REQUIRED, true, false, set_name, "NAME", "name of the VM (QMP query-name, logs)"},
     {"memory", 'm', ARG_REQUIRED, true, false, set_memory, "SIZE", "guest RAM, e.g. 512M or 2G (default 512M)"},
     {"cpus", 0, ARG_REQUIRED, true, false, set_cpus, "N", "number of vCPUs (default 1)"},
-    {"accel", 0, ARG_REQUIRED, true, false, set_accel, "kvm|emu|auto", "CPU backend (default auto)"},
+    {"accel", 0, ARG_REQUIRED, true, false, set_accel, "kvm|emu|qtest|auto", "CPU backend (default auto)"},
+    {"qtest", 0, ARG_REQUIRED, false, false, set_qtest, "unix:PATH",
+     "with --accel qtest: the socket a test drives the CPU-less machine through"},
     {"kernel", 0, ARG_REQUIRED, true, false, set_kernel, "FILE", "Linux kernel (bzImage or vmlinux) to boot"},
     {"initrd", 0, ARG_REQUIRED, true, false, set_initrd, "FILE", "initial ramdisk (needs --kernel)"},
     {"append", 0, ARG_REQUIRED, true, false, set_append, "CMDLINE", "kernel command line (needs --kernel)"},
+    {"firmware", 0, ARG_REQUIRED, true, false, set_firmware, "FILE",
+     "firmware ROM image mapped below 4 GiB, run from the reset vector (QEMU's -bios)"},
+    {"device", 0, ARG_REQUIRED, true, true, set_device, "NAME", "add a device: pci-testdev (for tests)"},
     {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
      "where the serial console goes (default none)"},
     {"qmp", 0, ARG_REQUIRED, true, true, set_qmp, "unix:PATH|tcp:127.0.0.1:PORT",
@@ -344,6 +380,8 @@ const char *options_accel_name(enum accel_kind accel)
         return "kvm";
     case ACCEL_EMU:
         return "emu";
+    case ACCEL_QTEST:
+        return "qtest";
     case ACCEL_AUTO:
         break;
     }
@@ -367,7 +405,9 @@ void options_clear(struct options *o)
     g_free(o->kernel);
     g_free(o->initrd);
     g_free(o->append);
+    g_free(o->firmware);
     chardev_spec_clear(&o->serial);
+    listen_spec_clear(&o->qtest);
     if (o->qmp) {
         for (guint i = 0; i < o->qmp->len; i++)
             listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
@@ -508,6 +548,18 @@ static int validate(struct options *o, char **error)
     }
     if (o->append && !o->kernel) {
         *error = g_strdup("--append: only allowed together with --kernel");
+        return 2;
+    }
+    if (o->accel == ACCEL_QTEST && !o->qtest.path) {
+        *error = g_strdup("--accel: qtest needs --qtest unix:PATH");
+        return 2;
+    }
+    if (o->qtest.path && o->accel != ACCEL_QTEST) {
+        *error = g_strdup("--qtest: only with --accel qtest");
+        return 2;
+    }
+    if (o->firmware && o->kernel) {
+        *error = g_strdup("--firmware: cannot be combined with --kernel (deskvm boots one or the other)");
         return 2;
     }
     if (o->daemonize && o->serial.kind == CHARDEV_STDIO) {

@@ -17,6 +17,7 @@ enum accel_kind {
     ACCEL_AUTO,
     ACCEL_KVM,
     ACCEL_EMU,
+    ACCEL_QTEST, /* no CPU: a test drives the machine over --qtest */
 };
 
 #define OPTIONS_MIN_MEMORY (16ULL << 20)
@@ -33,8 +34,11 @@ struct options {
     char *kernel;
     char *initrd;
     char *append;
+    char *firmware;    /* a ROM image mapped at the top of 4 GiB (QEMU's -bios) */
+    bool test_device;  /* --device pci-testdev */
     struct chardev_spec serial;
     GArray *qmp; /* of struct listen_spec */
+    struct listen_spec qtest; /* --accel qtest: where the test connects (kind LISTEN_UNIX with a path when set) */
     char *config;
     bool daemonize;
     char *pidfile;

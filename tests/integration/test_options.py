@@ -31,7 +31,7 @@ cases = [
     (["--cpus", "0"], "--cpus: '0' is not a CPU count", "zero CPUs"),
     (["--cpus", "two"], "--cpus: 'two'", "CPU count that is not a number"),
     (["--cpus", "65"], "from 1 to 64", "too many CPUs"),
-    (["--accel", "tcg"], "--accel: 'tcg' is not kvm, emu or auto", "unknown accelerator"),
+    (["--accel", "tcg"], "--accel: 'tcg' is not kvm, emu, qtest or auto", "unknown accelerator"),
     (["--kernel", "/nonexistent/vmlinuz"], "--kernel: '/nonexistent/vmlinuz' does not exist", "missing kernel"),
     (["--kernel", "/tmp"], "is not a regular file", "kernel that is a directory"),
     (["--initrd", kernel], "--initrd: only allowed together with --kernel", "initrd without kernel"),

@@ -275,8 +275,8 @@ static void test_argv_cpus_errors(void)
 
 static void test_argv_accel_error(void)
 {
-    REJECT("--accel: 'xen' is not kvm, emu or auto", NULL, "--accel", "xen");
-    REJECT("--accel: 'KVM' is not kvm, emu or auto", NULL, "--accel", "KVM");
+    REJECT("--accel: 'xen' is not kvm, emu, qtest or auto", NULL, "--accel", "xen");
+    REJECT("--accel: 'KVM' is not kvm, emu, qtest or auto", NULL, "--accel", "KVM");
 }
 
 static void test_argv_name_errors(void)
