@@ -18,6 +18,7 @@
 #include "qmp_server.h"
 #include "qmp_vm.h"
 #include "vm.h"
+#include "vm_machine.h"
 
 struct deskvm {
     struct options opts;
@@ -27,6 +28,7 @@ struct deskvm {
     struct qmp_server *qmp;
     struct qmp_vm *qmp_vm;
     struct chardev *serial;
+    struct vm_machine *machine;
     int pidfile_fd;
     int daemon_pipe; /* write end: tells the waiting parent how setup went */
 };
@@ -139,15 +141,15 @@ static int fail_setup(struct deskvm *d, const char *msg)
     return 1;
 }
 
-static void report_accel(struct deskvm *d)
+static void report_vm(struct deskvm *d)
 {
     const struct options *o = &d->opts;
     log_info("vm '%s': %llu MiB, %u vCPU(s), accel %s", o->name ? o->name : "(unnamed)",
-             (unsigned long long)(o->memory >> 20), o->cpus, options_accel_name(o->accel));
-    /* No vCPU backend exists yet: say so plainly rather than pretend the guest runs. */
-    log_warn("this build has no machine model or vCPU backend yet: the VM object only tracks its run state for QMP;"
-             " no guest code runs%s",
-             o->kernel ? " and --kernel/--initrd are checked but not loaded" : "");
+             (unsigned long long)(o->memory >> 20), o->cpus,
+             d->machine ? vm_machine_accel_name(d->machine) : options_accel_name(o->accel));
+    if (!d->machine)
+        log_warn("no --kernel, --firmware or --accel qtest: nothing to boot, so no machine is built; the VM object only tracks its "
+                 "run state for QMP");
 }
 
 static int run(struct deskvm *d)
@@ -195,7 +197,15 @@ static int run(struct deskvm *d)
         return fail_setup(d, msg);
     }
 
-    report_accel(d);
+    if (o->kernel || o->firmware || o->accel == ACCEL_QTEST) {
+        d->machine = vm_machine_create(o, d->vm, d->serial, &err);
+        if (!d->machine) {
+            int rc = fail_setup(d, err);
+            g_free(err);
+            return rc;
+        }
+    }
+    report_vm(d);
     g_unix_signal_add(SIGTERM, on_signal, d);
     g_unix_signal_add(SIGINT, on_signal, d);
     g_unix_signal_add(SIGHUP, on_signal, d);
@@ -213,6 +223,7 @@ static int run(struct deskvm *d)
 
 static void cleanup(struct deskvm *d)
 {
+    vm_machine_destroy(d->machine);
     chardev_close(d->serial);
     qmp_vm_detach(d->qmp_vm);
     qmp_server_free(d->qmp);

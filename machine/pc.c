@@ -1,0 +1,55 @@
+/* The PC board's device list. */
+#include "pc.h"
+
+#include "acpi_pm.h"
+#include "i8042.h"
+#include "ioapic.h"
+#include "irqchip.h"
+#include "lapic.h"
+#include "pci_host.h"
+#include "pci_testdev.h"
+#include "pic.h"
+#include "pit.h"
+#include "rtc.h"
+#include "sysctl_ports.h"
+#include "uart8250.h"
+
+/* Interrupt controllers and the PIT first: everything after them may wire IRQs or use the PIT. */
+static const struct machine_device *const userspace_irqchip_devices[] = {
+    &pic_device, &ioapic_device, &lapic_device, &irqchip_device, &pit_device,
+};
+
+static const struct machine_device *const platform_devices[] = {
+    &rtc_device, &sysctl_ports_device, &uart_com1_device, &i8042_device, &pci_host_device, &acpi_pm_device,
+};
+
+int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error)
+{
+    GPtrArray *list = g_ptr_array_new();
+    if (!cfg->kernel_irqchip)
+        for (size_t i = 0; i < G_N_ELEMENTS(userspace_irqchip_devices); i++)
+            g_ptr_array_add(list, (gpointer)userspace_irqchip_devices[i]);
+    for (size_t i = 0; i < G_N_ELEMENTS(platform_devices); i++)
+        g_ptr_array_add(list, (gpointer)platform_devices[i]);
+    if (cfg->test_device)
+        g_ptr_array_add(list, (gpointer)&pci_testdev_device);
+    unsigned n = list->len;
+    const struct machine_device **devices = (const struct machine_device **)g_ptr_array_free(list, FALSE);
+
+    struct machine_config mc = {
+        .ram_size = cfg->ram_size,
+        .cpus = cfg->cpus,
+        .manual_clock = cfg->manual_clock,
+        .serial = cfg->serial,
+    };
+    int r = machine_init(m, &mc, (const struct machine_device *const *)devices, n, error);
+    if (r < 0) {
+        g_free(devices);
+        return r;
+    }
+    m->devices_owned = true;
+    machine_lock(m);
+    pci_host_assign_resources(m->pci);
+    machine_unlock(m);
+    return 0;
+}

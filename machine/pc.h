@@ -1,0 +1,23 @@
+/* The PC board: which devices a deskvm machine has, in creation order, for each kind of interrupt controller. */
+#ifndef DESKVM_PC_H
+#define DESKVM_PC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "machine.h"
+
+struct pc_config {
+    uint64_t ram_size;
+    unsigned cpus;
+    struct chardev *serial; /* COM1 backend, may be NULL */
+    /* The CPU backend brings its own PIC, IOAPIC, LAPICs and PIT (KVM's in-kernel irqchip): leave ours out. */
+    bool kernel_irqchip;
+    bool manual_clock; /* test accelerator */
+    bool test_device;  /* add pci-testdev */
+};
+
+/* Builds the machine, creates its devices and assigns PCI resources as firmware would. */
+int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error);
+
+#endif

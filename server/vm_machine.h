@@ -1,0 +1,22 @@
+/* Runs the machine behind the VM object: picks the CPU backend, builds the PC, loads what boots (a Linux kernel or
+ * a firmware ROM), and implements the VM's pause/resume/reset/powerdown on the vCPUs and devices. Guest-driven
+ * events (reset, power-off, CPU errors) come back to the VM object on the main loop. */
+#ifndef DESKVM_VM_MACHINE_H
+#define DESKVM_VM_MACHINE_H
+
+#include "chardev.h"
+#include "options.h"
+#include "vm.h"
+
+struct vm_machine;
+
+/* Creates the machine for opts and attaches it to vm (vm_set_ops). Returns NULL with *error set when the options
+ * cannot be honoured (no usable accelerator, a kernel that does not load, ...). */
+struct vm_machine *vm_machine_create(const struct options *opts, struct vm *vm, struct chardev *serial,
+                                     char **error);
+/* Stops the vCPUs and frees everything. */
+void vm_machine_destroy(struct vm_machine *vmm);
+/* The backend in use ("kvm", ...). */
+const char *vm_machine_accel_name(const struct vm_machine *vmm);
+
+#endif
