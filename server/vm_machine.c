@@ -11,6 +11,7 @@
 #include "acpi_tables.h"
 #include "boot_firmware.h"
 #include "boot_linux.h"
+#include "kvm_probe.h"
 #include "log.h"
 #include "machine.h"
 #include "pc.h"
@@ -237,11 +238,14 @@ static const struct accel_ops *choose_accel(const struct options *o, char **erro
     case ACCEL_AUTO:
         break;
     }
-    if (kvm_accel_ops.available(&why)) {
-        log_info("accel auto: using KVM");
+    if (kvm_accel_ops.available(&why) && kvm_probe_guest_capable(&why)) {
+        log_info("accel auto: using KVM (it runs ring-0 long-mode code correctly)");
         return &kvm_accel_ops;
     }
-    *error = g_strdup_printf("no usable CPU backend: KVM: %s; the software CPU (emu) is not implemented yet", why);
+    log_warn("accel auto: not using KVM: %s", why);
+    *error = g_strdup_printf("no usable CPU backend: KVM: %s; the software CPU (emu) is not implemented yet "
+                             "(--accel kvm forces KVM)",
+                             why);
     g_free(why);
     return NULL;
 }

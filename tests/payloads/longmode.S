@@ -1,5 +1,6 @@
 /* Mode-switch payload: real mode → 32-bit protected mode → 64-bit long mode with 2 MiB identity paging, printing a
- * line on COM1 in each mode (the 64-bit line includes a 64-bit computation), then powers off through ACPI S5.
+ * line on COM1 in each mode (the 64-bit line includes a 64-bit computation), doing MMIO to the PCI test function in
+ * protected mode when it is present, then powers off through ACPI S5.
  * Proves KVM's handling of the mode transitions deskvm's machine must support for firmware. */
 #include "common.inc"
 
@@ -37,6 +38,30 @@ pm32:
     movl $0x7000, %esp
     movl $(ROM_LOW + msg_prot), %esi
     call puts32
+
+    /* MMIO to the PCI test function (slot 31, when present): BAR0 from config space, then its ID register and a
+     * scratch register written and read back through guest physical addresses. */
+    movl $(0x80000000 | (31 << 11) | 0x10), %eax
+    movw $PCI_CONFIG_ADDR, %dx
+    outl %eax, %dx
+    movw $PCI_CONFIG_DATA, %dx
+    inl %dx, %eax
+    cmpl $0xFFFFFFFF, %eax
+    je 3f
+    andl $0xFFFFFFF0, %eax
+    movl %eax, %edi
+    movl $(ROM_LOW + msg_mmio), %esi
+    call puts32
+    movl (%edi), %eax          /* PCI_TESTDEV_ID */
+    call puthex32
+    movl $0x12345678, 4(%edi)  /* PCI_TESTDEV_SCRATCH */
+    movb $' ', %al
+    call putc32
+    movl 4(%edi), %eax
+    call puthex32
+    movb $'\n', %al
+    call putc32
+3:
 
     /* Identity map the first 1 GiB with 2 MiB pages. */
     movl $PML4, %edi
@@ -109,6 +134,7 @@ gdt_desc:
 
 msg_real: .asciz "DESKVM-PAYLOAD: real-mode hello\n"
 msg_prot: .asciz "DESKVM-PAYLOAD: protected-mode hello\n"
+msg_mmio: .asciz "DESKVM-PAYLOAD: mmio "
 msg_long: .asciz "DESKVM-PAYLOAD: long-mode hello 0x"
 msg_off:  .asciz "DESKVM-PAYLOAD: poweroff\n"
 
