@@ -229,6 +229,9 @@ static void qtest_close_client(struct qtest *q)
         close(q->fd);
     q->fd = -1;
     g_string_truncate(q->in, 0);
+    /* Interception belongs to the session: the next client starts without it and without stale lines. */
+    q->intercept = false;
+    g_string_truncate(q->events, 0);
 }
 
 static bool send_all(int fd, const char *p, size_t len)

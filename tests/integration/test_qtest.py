@@ -5,13 +5,14 @@ QMP next to it. Protocol basics, COM1, RTC, PIT, PCI (test device, ECAM, INTx, M
 ACPI PM, i8042 and machine reset."""
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from deskvm_harness import QmpClient, wait_for  # noqa: E402
-from qtest import QtestError, QtestMachine  # noqa: E402
+from qtest import Qtest, QtestError, QtestMachine  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -128,6 +129,51 @@ def test_protocol():
         t.eq(qt.irq_level(4), 0, "irq_level of a quiet GSI is 0")
 
 
+def test_sessions():
+    with QtestMachine() as vm:
+        qt = vm.qt
+        qt.irq_intercept()
+        qt.clock_step(5000)
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.settimeout(5)
+        other.connect(vm.qtest_path)
+        try:
+            other.sendall(b"clock_get\n")
+            got = other.recv(100)
+        except OSError:
+            got = b""
+        other.close()
+        t.eq(got, b"", "a second client is refused while one is connected")
+        t.eq(qt.clock_get(), 5000, "the first client is unaffected")
+        qt.close()
+        qt2 = wait_for(lambda: _connect(vm.qtest_path), timeout=5)
+        t.ok(qt2 is not None, "a new client can connect after the first one left")
+        vm.qt = qt2
+        t.eq(qt2.clock_get(), 5000, "the machine (and its clock) outlive the session")
+        qt2.outb(COM1 + 4, 0x08)
+        qt2.outb(COM1 + 1, 0x02)
+        t.eq(qt2.irq_level(4), 1, "GSI 4 raised by the new client's UART setup")
+        t.eq(qt2.take_irq_events(), [], "irq_intercept does not carry over to a new client")
+        qt2.irq_intercept()
+        qt2.outb(COM1 + 1, 0x00)
+        t.eq(qt2.take_irq_events(), [("lower", 4)], "after its own irq_intercept the new client sees lines")
+
+
+def _connect(path):
+    """A client whose session works: right after a client leaves, deskvm may still refuse the next one (it
+    has not seen the hang-up yet)."""
+    try:
+        c = Qtest(path)
+    except OSError:
+        return None
+    try:
+        c.clock_get()
+        return c
+    except (OSError, EOFError):
+        c.close()
+        return None
+
+
 # ---- COM1
 
 def test_uart():
@@ -177,6 +223,57 @@ def test_uart():
         t.ok(wait_for(lambda: open(out, "rb").read() == b"hello qtest\n!", timeout=5),
              "the loopback byte does not reach the line", open(out, "rb").read())
     shutil.rmtree(os.path.dirname(out), ignore_errors=True)
+
+
+def test_uart_receive():
+    d = tempfile.mkdtemp(prefix="dvm-qts-", dir="/tmp")
+    path = os.path.join(d, "serial.sock")
+    with QtestMachine(["--serial", "unix:" + path]) as vm:
+        qt = vm.qt
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(5)
+        c.connect(path)
+        qt.outb(COM1 + 3, 0x03)  # 8N1: a character is 10 bit times
+        qt.outb(COM1 + 2, 0x41)  # FIFOs on, receive trigger at 4 bytes
+        t.eq(qt.inb(COM1 + 2), 0xC1, "IIR with FIFOs enabled: 0xc1")
+        qt.outb(COM1 + 4, 0x08)
+        qt.outb(COM1 + 1, 0x01)  # ERBFI
+        qt.irq_intercept()
+        c.sendall(b"a")
+        t.ok(wait_for(lambda: qt.inb(COM1 + 5) & 1, timeout=5), "a byte from the socket sets LSR.DR")
+        t0 = qt.clock_get()
+        t.eq(qt.inb(COM1 + 2), 0xC1, "below the trigger level: no interrupt yet")
+        char_ns = 10 * 16 * NSEC // 1843200  # 8N1 at 115200 baud
+        qt.clock_step(4 * char_ns - 1)
+        t.eq(irqs(qt.take_irq_events()), [], "no character timeout before 4 character times")
+        nxt = qt.clock_step()
+        t.eq(irqs(qt.take_irq_events()), [("raise", 4)], "character timeout raises IRQ 4")
+        t.ok(nxt - t0 <= 4 * char_ns, "... after 4 character times", nxt - t0)
+        t.eq(qt.inb(COM1 + 2), 0xCC, "IIR: character timeout")
+        t.eq(qt.inb(COM1), ord("a"), "RBR returns the byte")
+        t.eq(irqs(qt.take_irq_events()), [("lower", 4)], "reading RBR lowers IRQ 4")
+        msg = b"0123456789"
+        c.sendall(msg)
+        t.ok(wait_for(lambda: qt.inb(COM1 + 2) == 0xC4, timeout=5), "4 bytes in the FIFO: received data interrupt")
+        t.eq(irqs(qt.take_irq_events()), [("raise", 4)], "... on IRQ 4")
+        got = b""
+        end = time.monotonic() + 5
+        while len(got) < len(msg) and time.monotonic() < end:
+            if qt.inb(COM1 + 5) & 1:
+                got += bytes([qt.inb(COM1)])
+        t.eq(got, msg, "the bytes come out of RBR in order")
+        t.eq(qt.inb(COM1 + 5) & 1, 0, "LSR.DR clear when the FIFO is empty")
+        for b in b"pong":
+            qt.outb(COM1, b)
+        out = b""
+        while len(out) < 4:
+            chunk = c.recv(16)
+            if not chunk:
+                break
+            out += chunk
+        t.eq(out, b"pong", "THR bytes reach the socket client")
+        c.close()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 # ---- RTC
@@ -248,6 +345,38 @@ def test_rtc():
         qt.clock_step(NSEC)
         t.eq(irqs(qt.take_irq_events(), 8), [("lower", 8)], "with PIE off no further interrupt")
 
+        rtc_read(qt, 0x0C)
+        sec = rtc_read(qt, 0x00)
+        rtc_write(qt, 0x01, (sec + 3) % 60)
+        rtc_write(qt, 0x03, 0xC0)  # any minute
+        rtc_write(qt, 0x05, 0xC0)  # any hour
+        rtc_write(qt, 0x0B, 0x06 | 0x20)  # AIE
+        qt.clock_step(2 * NSEC)
+        t.eq(irqs(qt.take_irq_events(), 8), [], "alarm 3 s ahead: nothing after 2 s")
+        qt.clock_step(NSEC)
+        t.eq(irqs(qt.take_irq_events(), 8), [("raise", 8)], "alarm fires within the 3rd second")
+        t.eq(rtc_read(qt, 0x0C) & 0xA0, 0xA0, "register C: IRQF|AF")
+        t.eq(rtc_read(qt, 0x00), (sec + 3) % 60, "the seconds register equals the alarm second")
+        rtc_write(qt, 0x0B, 0x06 | 0x10)  # UIE
+        qt.take_irq_events()
+        qt.clock_step(NSEC)
+        t.eq(irqs(qt.take_irq_events(), 8), [("raise", 8)], "update-ended interrupt each second")
+        t.eq(rtc_read(qt, 0x0C) & 0x90, 0x90, "register C: IRQF|UF")
+        rtc_write(qt, 0x0B, 0x82)  # SET, BCD: the clock stops and takes the registers
+        rtc_write(qt, 0x00, 0x30)
+        rtc_write(qt, 0x02, 0x59)
+        rtc_write(qt, 0x04, 0x23)
+        rtc_write(qt, 0x07, 0x31)
+        rtc_write(qt, 0x08, 0x12)
+        rtc_write(qt, 0x09, 0x99)
+        rtc_write(qt, 0x32, 0x20)
+        qt.clock_step(5 * NSEC)
+        t.eq(rtc_read(qt, 0x00), 0x30, "with SET the clock does not advance")
+        rtc_write(qt, 0x0B, 0x02)
+        qt.clock_step(30 * NSEC)
+        t.eq([rtc_read(qt, r) for r in (0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32)],
+             [0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x21], "30 s after 2099-12-31 23:59:30 it is 2100-01-01 00:00:00")
+
 
 # ---- PIT
 
@@ -297,6 +426,79 @@ def test_pit():
         qt.take_irq_events()
         qt.clock_step(NSEC)
         t.eq(irqs(qt.take_irq_events(), 0), [], "reprogramming stops the periodic interrupt")
+
+
+def test_timers_and_pic():
+    with QtestMachine() as vm:
+        qt = vm.qt
+        # PIT counter 2 as Linux uses it to calibrate the TSC: gate via port 0x61, OUT2 read back in bit 5
+        qt.outb(0x61, (qt.inb(0x61) & 0xFC) | 0x01)
+        qt.outb(0x43, 0xB0)  # counter 2, LSB then MSB, mode 0
+        n = 1193
+        qt.outb(0x42, n & 0xFF)
+        qt.outb(0x42, n >> 8)
+        t.eq(qt.inb(0x61) & 0x20, 0, "mode 0 counting: OUT2 low")
+        qt.clock_step(ticks_to_ns(n, PIT_HZ) - 1)
+        t.eq(qt.inb(0x61) & 0x20, 0, "OUT2 still low one ns before terminal count")
+        qt.clock_step(1)
+        t.eq(qt.inb(0x61) & 0x20, 0x20, "OUT2 high at terminal count")
+        qt.outb(0x61, qt.inb(0x61) & 0xFC)
+        qt.outb(0x43, 0xB0)
+        qt.outb(0x42, n & 0xFF)
+        qt.outb(0x42, n >> 8)
+        qt.clock_step(ticks_to_ns(2 * n, PIT_HZ))
+        t.eq(qt.inb(0x61) & 0x20, 0, "gate low: counter 2 does not count")
+        r0 = qt.inb(0x61) & 0x10
+        qt.clock_step(15085)
+        t.ok(qt.inb(0x61) & 0x10 != r0, "port 0x61 refresh bit toggles with virtual time")
+
+        # local APIC timer
+        qt.writel(LAPIC + 0xF0, 0x1FF)
+        qt.writel(LAPIC + 0x3E0, 0xB)  # divide by 1
+        qt.writel(LAPIC + 0x320, 0x40)  # one-shot, vector 0x40
+        t_icr = qt.clock_get()
+        qt.writel(LAPIC + 0x380, 1000000)
+        t.eq(qt.readl(LAPIC + 0x390), 1000000, "LAPIC timer: current count starts at the initial count")
+        qt.clock_step(250000)
+        t.eq(qt.readl(LAPIC + 0x390), 750000, "after 250 us the count is down by 250000 (1 GHz bus, divide 1)")
+        t.eq(qt.readl(LAPIC + 0x220) & 1, 0, "no interrupt before expiry")
+        nxt = qt.clock_step()
+        t.eq(qt.readl(LAPIC + 0x220) & 1, 1, "one-shot expiry sets vector 0x40 in IRR")
+        t.eq(qt.readl(LAPIC + 0x390), 0, "current count 0 after a one-shot expiry")
+        t.eq(nxt, t_icr + 1000000, "clock_step without NS stopped exactly at the timer deadline")
+        qt.writel(LAPIC + 0x3E0, 0x0)  # divide by 2
+        qt.writel(LAPIC + 0x320, 1 << 17 | 0x41)  # periodic, vector 0x41
+        qt.writel(LAPIC + 0x380, 100000)
+        qt.clock_step(1000000 + 50000)
+        t.eq(qt.readl(LAPIC + 0x390), 75000, "periodic, divide by 2: 1.05 ms later the count is 75000")
+        t.eq(qt.readl(LAPIC + 0x220) >> 1 & 1, 1, "periodic timer sets vector 0x41 in IRR")
+        qt.writel(LAPIC + 0x320, 1 << 16 | 1 << 17 | 0x42)  # masked
+        qt.clock_step(1000000)
+        t.eq(qt.readl(LAPIC + 0x220) >> 2 & 1, 0, "masked LVT timer: nothing in IRR")
+        qt.writel(LAPIC + 0x380, 0)
+        t.eq(qt.readl(LAPIC + 0x390), 0, "initial count 0 stops the timer")
+
+        # 8259 pair: initialisation, IMR, IRR latching of the PIT's pulses, ELCR
+        for port, icws in ((0x20, (0x11, 0x20, 0x04, 0x01)), (0xA0, (0x11, 0x28, 0x02, 0x01))):
+            qt.outb(port, icws[0])
+            for v in icws[1:]:
+                qt.outb(port + 1, v)
+        qt.outb(0x21, 0xFA)
+        qt.outb(0xA1, 0xFF)
+        t.eq((qt.inb(0x21), qt.inb(0xA1)), (0xFA, 0xFF), "PIC IMRs read back after ICW1-4")
+        qt.outb(0x20, 0x0A)
+        t.eq(qt.inb(0x20) & 1, 0, "PIC IRR bit 0 clear before any PIT pulse")
+        qt.outb(0x43, 0x34)
+        qt.outb(0x40, 0x9C)
+        qt.outb(0x40, 0x2E)
+        qt.clock_step(20000000)
+        qt.outb(0x20, 0x0A)
+        t.eq(qt.inb(0x20) & 1, 1, "a PIT pulse is latched in PIC IRR bit 0 (edge)")
+        qt.outb(0x20, 0x0B)
+        t.eq(qt.inb(0x20), 0, "PIC ISR empty: no CPU acknowledged")
+        qt.outb(0x4D0, 0xFF)
+        qt.outb(0x4D1, 0xFF)
+        t.eq((qt.inb(0x4D0), qt.inb(0x4D1)), (0xF8, 0xDE), "ELCR: IRQ 0, 1, 2, 8 and 13 stay edge-triggered")
 
 
 # ---- PCI
@@ -367,6 +569,10 @@ def test_pci():
         qt.writeb(bar0 + 0x1F, 0x77)
         t.eq([qt.readl(bar0 + r) for r in (TD_LAST_OFFSET, TD_LAST_SIZE, TD_LAST_VALUE_LO)], [0x1F, 1, 0x77],
              "a byte write is recorded too")
+        qt.writeq(bar0 + TD_DMA_ADDR_LO, 0x0000001200345678)
+        t.eq([qt.readl(bar0 + r) for r in (TD_LAST_SIZE, TD_LAST_VALUE_LO, TD_LAST_VALUE_HI)],
+             [8, 0x00345678, 0x12], "a qword write is recorded with both halves of its value")
+        t.eq(qt.readq(bar0 + TD_DMA_ADDR_LO), 0x0000001200345678, "a qword write sets two registers")
         qt.writel(bar0 + TD_ID, 0)
         t.eq(qt.readl(bar0 + TD_ID), TD_MAGIC, "the ID register is read-only")
         t.eq(qt.readw(bar0 + TD_ID + 2), TD_MAGIC >> 16, "a 2-byte read of the upper half")
@@ -694,7 +900,8 @@ def test_reset():
 
 def main():
     start = time.monotonic()
-    for fn in (test_protocol, test_uart, test_rtc, test_pit, test_pci, test_apics, test_acpi_pm, test_reset):
+    for fn in (test_protocol, test_sessions, test_uart, test_uart_receive, test_rtc, test_timers_and_pic, test_pit,
+               test_pci, test_apics, test_acpi_pm, test_reset):
         t.run(fn, fn.__name__)
     t.diag(f"took {time.monotonic() - start:.1f} s")
     t.done()

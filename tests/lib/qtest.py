@@ -2,9 +2,11 @@
 port and memory access, the virtual clock, interrupt observation, and PCI helpers on top (config space through the
 real CF8/CFC ports, BAR discovery), so device tests read like a small driver."""
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 from deskvm_harness import DESKVM, wait_for
 
@@ -148,7 +150,21 @@ class QtestMachine:
             raise RuntimeError("deskvm did not open its qtest socket")
         if self.proc.poll() is not None:
             raise RuntimeError(f"deskvm exited with {self.proc.returncode}: {self.proc.stderr.read()!r}")
-        self.qt = Qtest(self.qtest_path)
+        # The socket file appears at bind(), a moment before listen(): retry a refused connect briefly.
+        last = None
+        for _ in range(250):
+            try:
+                self.qt = Qtest(self.qtest_path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError) as e:
+                last = e
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+        else:
+            raise RuntimeError(f"cannot connect to deskvm's qtest socket: {last}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"deskvm exited with {self.proc.returncode}: {self.proc.stderr.read()!r}")
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -168,6 +184,7 @@ class QtestMachine:
                 self.proc.wait()
         self.proc.stdout.close()
         self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self
