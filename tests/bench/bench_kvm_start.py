@@ -18,7 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import BUILDDIR, DESKVM, SRCDIR  # noqa: E402
+from deskvm_harness import BUILDDIR, DESKVM  # noqa: E402
+from benchlib import result_table, write_section  # noqa: E402
 
 QEMU = shutil.which("qemu-system-x86_64")
 ROM = os.path.join(BUILDDIR, "tests", "payloads", "idle.rom")
@@ -94,39 +95,22 @@ def main():
         return statistics.median(r[i] for r in res[kind])
 
     rows = [
-        ("exec to first guest output (median ms)", med("deskvm", 0) * 1000, med("qemu", 0) * 1000, "{:.1f}"),
-        ("RSS while the guest idles (MiB)", med("deskvm", 1) / 1024, med("qemu", 1) / 1024, "{:.1f}"),
-        ("peak RSS (MiB)", med("deskvm", 2) / 1024, med("qemu", 2) / 1024, "{:.1f}"),
+        ("exec to first guest output (median ms)", med("deskvm", 0) * 1000, med("qemu", 0) * 1000),
+        ("RSS while the guest idles (MiB)", med("deskvm", 1) / 1024, med("qemu", 1) / 1024),
+        ("peak RSS (MiB)", med("deskvm", 2) / 1024, med("qemu", 2) / 1024),
     ]
-    lines = [
-        "<!-- bench_kvm_start:begin (written by tests/bench/bench_kvm_start.py --write) -->",
-        f"Measured {time.strftime('%Y-%m-%d')} on this project's 2-core machine (nested KVM); {qver}; "
-        f"{args.runs} interleaved runs each, medians. Ratio > 1 means deskvm is better.",
-        "",
-        "| metric | deskvm | QEMU 7.2 | deskvm advantage |",
-        "|---|---|---|---|",
-    ]
-    for label, a, b, fmt in rows:
-        lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {b / a:.2f}x |")
-    lines.append("<!-- bench_kvm_start:end -->")
-    text = "\n".join(lines)
+    text = result_table("bench_kvm_start",
+                        f"Measured {time.strftime('%Y-%m-%d')} on this project's 2-core machine (nested KVM); {qver}; "
+                        f"{args.runs} interleaved runs each, medians. Ratio > 1 means deskvm is better.",
+                        [(label, f"{a:.1f}", f"{b:.1f}", b / a) for label, a, b in rows])
     print(text)
     if args.write:
-        path = os.path.join(SRCDIR, "docs", "PERFORMANCE.md")
-        doc = open(path).read()
-        b, e = "<!-- bench_kvm_start:begin", "<!-- bench_kvm_start:end -->"
-        if b in doc and e in doc:
-            doc = doc[:doc.index(b)] + text + doc[doc.index(e) + len(e):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n## Start-up on KVM\n\n" + \
-                "The same tiny firmware payload (`tests/payloads/idle.rom`) on both, 64 MiB of RAM, no display: " \
-                "the time from `exec` to the payload's first line on COM1, and the VMM's resident memory while " \
-                "the guest idles (the guest touches only a few pages, so this is VMM overhead). The goal for " \
-                "deskvm is at most 5 ms to the first instruction and at most 5 MiB of RSS beyond guest RAM.\n\n" + \
-                text + "\n"
-        with open(path, "w") as fh:
-            fh.write(doc)
-        print(f"wrote {path}")
+        write_section("bench_kvm_start", "Start-up on KVM",
+                      "The same tiny firmware payload (`tests/payloads/idle.rom`) on both, 64 MiB of RAM, no display: "
+                      "the time from `exec` to the payload's first line on COM1, and the VMM's resident memory while "
+                      "the guest idles (the guest touches only a few pages, so this is VMM overhead). The goal for "
+                      "deskvm is at most 5 ms to the first instruction and at most 5 MiB of RSS beyond guest RAM.",
+                      text)
     return 0
 
 

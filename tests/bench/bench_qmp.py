@@ -18,7 +18,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, SRCDIR  # noqa: E402
+from deskvm_harness import DESKVM  # noqa: E402
+from benchlib import result_table, write_section  # noqa: E402
 
 QEMU = shutil.which("qemu-system-x86_64")
 
@@ -121,32 +122,18 @@ def main():
         ("pipelined query-status (replies/s)", "pipelined_per_s", "{:.0f}", True),
         ("idle RSS (KiB)", "rss_kib", "{:.0f}", False),
     ]
-    lines = [
-        "<!-- bench_qmp:begin (written by tests/bench/bench_qmp.py --write) -->",
-        f"Measured {time.strftime('%Y-%m-%d')} on this project's 2-core machine; {qver}; "
-        f"{args.starts} starts, {args.calls} calls each. Ratio > 1 means deskvm is better.",
-        "",
-        "| metric | deskvm | QEMU 7.2 | deskvm advantage |",
-        "|---|---|---|---|",
-    ]
+    table = []
     for label, key, fmt, higher_better in rows:
         a, b = res["deskvm"][key], res["qemu"][key]
         ratio = (a / b) if higher_better else (b / a if a else float("inf"))
-        lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}x |")
-    lines.append("<!-- bench_qmp:end -->")
-    text = "\n".join(lines)
+        table.append((label, fmt.format(a), fmt.format(b), ratio))
+    text = result_table("bench_qmp",
+                        f"Measured {time.strftime('%Y-%m-%d')} on this project's 2-core machine; {qver}; "
+                        f"{args.starts} starts, {args.calls} calls each. Ratio > 1 means deskvm is better.",
+                        table)
     print(text)
     if args.write:
-        path = os.path.join(SRCDIR, "docs", "PERFORMANCE.md")
-        doc = open(path).read() if os.path.exists(path) else "# deskvm performance\n"
-        b, e = "<!-- bench_qmp:begin", "<!-- bench_qmp:end -->"
-        if b in doc and e in doc:
-            doc = doc[:doc.index(b)] + text + doc[doc.index(e) + len(e):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n## Control plane (QMP)\n\n" + text + "\n"
-        with open(path, "w") as fh:
-            fh.write(doc)
-        print(f"wrote {path}")
+        write_section("bench_qmp", "Control plane (QMP)", None, text)
     return 0
 
 

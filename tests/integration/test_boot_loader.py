@@ -8,9 +8,7 @@ Prints TAP. Env: DESKVM_SRCDIR, DESKVM_BUILDDIR, DESKVM_CACHE (passed to build-i
 import hashlib
 import lzma
 import os
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 
@@ -18,29 +16,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("DESKVM_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
 BUILDDIR = os.environ.get("DESKVM_BUILDDIR") or SRCDIR
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
+from deskvm_harness import build_guest_image, read_manifest, run  # noqa: E402
 from tap import Tap  # noqa: E402
 
-BUILD_IMAGE = os.path.join(SRCDIR, "tests", "guest", "build-image")
 TOOL = os.path.join(BUILDDIR, "tests", "unit", "test-boot-linux")
 RAM = 512 << 20
 PAGE = 4096
 
 t = Tap()
-
-
-def run(cmd, timeout=120, env=None):
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        return "timeout", out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def parse_facts(out):
@@ -156,19 +139,12 @@ def main():
     if not os.access(TOOL, os.X_OK):
         t.ok(False, "tests/unit/test-boot-linux is built", TOOL)
         t.done()
-    rc, out, err = run([BUILD_IMAGE], timeout=1500)
-    lines = out.strip().splitlines()
-    outdir = lines[-1] if lines else ""
-    if rc != 0 or not os.path.isdir(outdir):
-        t.skip("real kernel checks", f"build-image failed (rc={rc}): {err.strip().splitlines()[-1:]}")
+    image = build_guest_image(timeout=1500)
+    if not image.dir:
+        t.skip("real kernel checks", f"build-image failed (rc={image.rc}): {image.err.strip().splitlines()[-1:]}")
         t.done()
-    manifest = {}
-    with open(os.path.join(outdir, "manifest"), encoding="utf-8") as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                manifest[k] = v
-    t.run(lambda: check(os.path.join(outdir, "vmlinuz"), os.path.join(outdir, "initrd.img"),
+    manifest = read_manifest(os.path.join(image.dir, "manifest"))
+    t.run(lambda: check(os.path.join(image.dir, "vmlinuz"), os.path.join(image.dir, "initrd.img"),
                         manifest.get("kernel_version", "")), "real kernel")
     t.done()
 

@@ -9,9 +9,7 @@ Prints TAP. Env: DESKVM_SRCDIR (source tree; default: derived from this file), D
 import os
 import re
 import shutil
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,42 +18,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("DESKVM_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "lib"))
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "lib"))
+from deskvm_harness import BUILD_IMAGE, build_guest_image, read_manifest, run  # noqa: E402
 from tap import Tap  # noqa: E402
 
-BUILD_IMAGE = os.path.join(SRCDIR, "tests", "guest", "build-image")
 MARK = "DESKVM-GUEST: "
 FAKE_TAG = "deskvm-fake-applet"
 # Applets the sandboxed init must not reach for real: replaced by logging scripts in the extracted copy.
 FAKED_APPLETS = ["sbin/modprobe", "sbin/insmod", "sbin/rmmod", "sbin/poweroff", "sbin/reboot", "sbin/halt"]
 
 t = Tap()
-
-
-def run(cmd, timeout=120, env=None, stdin=subprocess.DEVNULL):
-    """Runs CMD in its own session; on timeout kills the whole process group. Returns (rc, stdout, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        return "timeout", out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def read_manifest(path):
-    values = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if "=" in line:
-                k, v = line.split("=", 1)
-                values[k] = v
-    return values
 
 
 class CpioError(Exception):
@@ -147,25 +118,22 @@ def check_build():
         t.ok(False, "build-image exists and is executable", BUILD_IMAGE)
         return None, None
     start = time.monotonic()
-    rc, out, err = run([BUILD_IMAGE], timeout=1500)
+    build = build_guest_image(timeout=1500)
     cold = time.monotonic() - start
-    lines = out.strip().splitlines()
-    outdir = lines[-1] if lines else ""
-    if not t.ok(rc == 0 and os.path.isdir(outdir), "build-image exits 0 and prints an existing directory",
-                f"rc={rc}\nstdout:\n{out}\nstderr:\n{err[-4000:]}"):
+    outdir = build.dir
+    if not t.ok(outdir is not None, "build-image exits 0 and prints an existing directory",
+                f"rc={build.rc}\nstdout:\n{build.out}\nstderr:\n{build.err[-4000:]}"):
         return None, None
     t.diag(f"image: {outdir} (first run {cold:.1f}s)")
 
     initrd = os.path.join(outdir, "initrd.img")
     mtime = os.stat(initrd).st_mtime_ns
     start = time.monotonic()
-    rc2, out2, err2 = run([BUILD_IMAGE], timeout=600)
+    again = build_guest_image(timeout=600)
     warm = time.monotonic() - start
-    lines2 = out2.strip().splitlines()
-    t.ok(rc2 == 0 and lines2 and lines2[-1] == outdir and "cache hit" in err2
-         and os.stat(initrd).st_mtime_ns == mtime and warm < 60,
+    t.ok(again.dir == outdir and "cache hit" in again.err and os.stat(initrd).st_mtime_ns == mtime and warm < 60,
          f"second build-image run is a cache hit ({warm:.1f}s)",
-         f"rc={rc2}\nstdout:\n{out2}\nstderr:\n{err2[-2000:]}")
+         f"rc={again.rc}\nstdout:\n{again.out}\nstderr:\n{again.err[-2000:]}")
 
     rc3, out3, err3 = run([BUILD_IMAGE, "--print-key"], timeout=300)
     t.eq(out3.strip() if rc3 == 0 else f"rc={rc3}: {err3}", os.path.basename(outdir),

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, SRCDIR, tmpdir  # noqa: E402
+from deskvm_harness import DESKVM, build_guest_image, tmpdir  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -30,10 +30,9 @@ if why:
     t.skip("Linux early boot on KVM", why)
     t.done()
 
-build = subprocess.run([os.path.join(SRCDIR, "tests", "guest", "build-image")], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=900)
-image = build.stdout.strip().splitlines()[-1] if build.returncode == 0 and build.stdout.strip() else None
-if not t.ok(image and os.path.isdir(image), "the guest image is available", build.stderr[-2000:]):
+build = build_guest_image(timeout=900)
+image = build.dir
+if not t.ok(image is not None, "the guest image is available", build.err[-2000:]):
     t.done()
 
 d = tmpdir()

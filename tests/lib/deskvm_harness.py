@@ -1,4 +1,5 @@
 """Helpers for deskvm's integration tests: locate the build, start deskvm, talk QMP over a socket."""
+import collections
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import time
 SRCDIR = os.environ.get("DESKVM_SRCDIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILDDIR = os.environ.get("DESKVM_BUILDDIR") or SRCDIR
 DESKVM = os.path.join(BUILDDIR, "deskvm")
+BUILD_IMAGE = os.path.join(SRCDIR, "tests", "guest", "build-image")
 
 
 def tmpdir():
@@ -22,6 +24,48 @@ def run_deskvm(args, timeout=10, **kw):
     """Run deskvm to completion; returns CompletedProcess with text stdout/stderr."""
     return subprocess.run([DESKVM] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+
+def run(cmd, timeout=120, env=None, stdin=subprocess.DEVNULL):
+    """Runs CMD in its own session; on timeout kills the whole process group. Returns (rc, stdout, stderr), rc being
+    "timeout" when it ran out of time."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        return "timeout", out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+ImageBuild = collections.namedtuple("ImageBuild", "dir rc out err")
+
+
+def build_guest_image(timeout=1500):
+    """Builds the test guest image with tests/guest/build-image, or reuses it from the cache (env DESKVM_CACHE).
+    Returns an ImageBuild whose dir is the image directory (vmlinuz, initrd.img, manifest), or None when the build
+    failed; rc, out and err are the builder's, for messages."""
+    rc, out, err = run([BUILD_IMAGE], timeout=timeout)
+    lines = out.strip().splitlines()
+    outdir = lines[-1] if lines else ""
+    return ImageBuild(outdir if rc == 0 and os.path.isdir(outdir) else None, rc, out, err)
+
+
+def read_manifest(path):
+    """An image manifest's key=value lines as a dict."""
+    values = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                values[k] = v
+    return values
 
 
 def wait_for(pred, timeout=10.0, interval=0.02):

@@ -1,84 +1,23 @@
 /* Proves the ACPI PM block through its ports: S5 powers off and nothing else does, the power button's status
  * and the SCI level on GSI 9, write-1-to-clear, the PM timer's rate, wrap and overflow event, and odd-sized
  * accesses. */
-#include <string.h>
-
 #include <glib.h>
 
 #include "acpi_pm.h"
+#include "device_harness.h"
 #include "machine.h"
 
-struct rec {
-    int level[MACHINE_GSI_COUNT];
-    int calls[MACHINE_GSI_COUNT];
-    int64_t last_change_ns[MACHINE_GSI_COUNT];
-    int shutdowns, resets, other_requests;
-    struct machine *m;
-};
-
-static struct rec rec;
-
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct rec *r = opaque;
-    g_assert_cmpuint(gsi, <, MACHINE_GSI_COUNT);
-    r->calls[gsi]++;
-    if (r->level[gsi] != level)
-        r->last_change_ns[gsi] = vclock_now(r->m->clock);
-    r->level[gsi] = level;
-}
-
-static void rec_send_msi(void *opaque, const struct msi_message *msg)
-{
-    g_assert_not_reached();
-}
-
-static const struct irqchip_ops rec_ops = {rec_set_gsi, rec_send_msi};
-
-static void rec_request(void *opaque, enum machine_request req)
-{
-    struct rec *r = opaque;
-    if (req == MACHINE_REQUEST_SHUTDOWN)
-        r->shutdowns++;
-    else if (req == MACHINE_REQUEST_RESET)
-        r->resets++;
-    else
-        r->other_requests++;
-}
+static struct irq_recorder irqs;
+static struct request_recorder requests;
 
 static const struct machine_device *const devices[] = {&acpi_pm_device};
 
 static void setup(struct machine *m)
 {
-    struct machine_config cfg = {.ram_size = 16 << 20, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    memset(&rec, 0, sizeof(rec));
-    rec.m = m;
-    int r = machine_init(m, &cfg, devices, G_N_ELEMENTS(devices), &err);
-    g_assert_null(err);
-    g_assert_cmpint(r, ==, 0);
+    dh_machine_init(m, devices, G_N_ELEMENTS(devices), 1, 16 << 20);
     g_assert_nonnull(m->acpi_pm);
-    machine_set_irqchip(m, &rec_ops, &rec);
-    machine_set_request_handler(m, rec_request, &rec);
-    machine_lock(m);
-}
-
-static void teardown(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
-}
-
-static uint64_t in(struct machine *m, uint16_t port, unsigned size)
-{
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&m->pio, port, size, &v));
-    return v;
-}
-
-static void out(struct machine *m, uint16_t port, unsigned size, uint64_t v)
-{
-    g_assert_true(io_bus_write(&m->pio, port, size, v));
+    dh_record_irqs(m, &irqs, DH_ANY_GSI);
+    dh_record_requests(m, &requests, DH_ANY_REQUEST);
 }
 
 #define PM1_STS ACPI_PM1A_EVT_BLK
@@ -91,18 +30,18 @@ static void test_s5_requests_shutdown(void)
     struct machine m;
     setup(&m);
     /* Linux writes SLP_TYP first, then SLP_TYP | SLP_EN */
-    out(&m, PM1_CNT, 2, SLP(5) | ACPI_PM1_SCI_EN);
-    g_assert_cmpint(rec.shutdowns, ==, 0);
-    g_assert_cmphex(in(&m, PM1_CNT, 2), ==, SLP(5) | ACPI_PM1_SCI_EN);
-    out(&m, PM1_CNT, 2, SLP(5) | ACPI_PM1_SLP_EN | ACPI_PM1_SCI_EN);
-    g_assert_cmpint(rec.shutdowns, ==, 1);
-    g_assert_cmpint(rec.resets + rec.other_requests, ==, 0);
+    dh_pio_write(&m, PM1_CNT, 2, SLP(5) | ACPI_PM1_SCI_EN);
+    g_assert_cmpint(requests.shutdowns, ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2), ==, SLP(5) | ACPI_PM1_SCI_EN);
+    dh_pio_write(&m, PM1_CNT, 2, SLP(5) | ACPI_PM1_SLP_EN | ACPI_PM1_SCI_EN);
+    g_assert_cmpint(requests.shutdowns, ==, 1);
+    g_assert_cmpint(requests.resets + requests.other, ==, 0);
     /* SLP_EN is write-only */
-    g_assert_cmphex(in(&m, PM1_CNT, 2) & ACPI_PM1_SLP_EN, ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2) & ACPI_PM1_SLP_EN, ==, 0);
     /* the high byte alone carries SLP_TYP and SLP_EN */
-    out(&m, PM1_CNT + 1, 1, (SLP(5) | ACPI_PM1_SLP_EN) >> 8);
-    g_assert_cmpint(rec.shutdowns, ==, 2);
-    teardown(&m);
+    dh_pio_write(&m, PM1_CNT + 1, 1, (SLP(5) | ACPI_PM1_SLP_EN) >> 8);
+    g_assert_cmpint(requests.shutdowns, ==, 2);
+    dh_machine_fini(&m);
 }
 
 static void test_other_sleep_types_ignored(void)
@@ -112,31 +51,31 @@ static void test_other_sleep_types_ignored(void)
     for (unsigned typ = 0; typ < 8; typ++) {
         if (typ == ACPI_PM_SLP_TYP_S5)
             continue;
-        out(&m, PM1_CNT, 2, SLP(typ) | ACPI_PM1_SLP_EN);
-        g_assert_cmpint(rec.shutdowns + rec.resets + rec.other_requests, ==, 0);
+        dh_pio_write(&m, PM1_CNT, 2, SLP(typ) | ACPI_PM1_SLP_EN);
+        g_assert_cmpint(requests.shutdowns + requests.resets + requests.other, ==, 0);
         /* the guest is told it woke up at once */
-        g_assert_cmphex(in(&m, PM1_STS, 2) & ACPI_PM1_WAK_STS, ==, ACPI_PM1_WAK_STS);
-        out(&m, PM1_STS, 2, ACPI_PM1_WAK_STS);
-        g_assert_cmphex(in(&m, PM1_STS, 2), ==, 0);
+        g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2) & ACPI_PM1_WAK_STS, ==, ACPI_PM1_WAK_STS);
+        dh_pio_write(&m, PM1_STS, 2, ACPI_PM1_WAK_STS);
+        g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, 0);
     }
     /* type 5 without SLP_EN does nothing either */
-    out(&m, PM1_CNT, 2, SLP(5));
-    g_assert_cmpint(rec.shutdowns, ==, 0);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
-    teardown(&m);
+    dh_pio_write(&m, PM1_CNT, 2, SLP(5));
+    g_assert_cmpint(requests.shutdowns, ==, 0);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
+    dh_machine_fini(&m);
 }
 
 static void test_sci_en_reads_one(void)
 {
     struct machine m;
     setup(&m);
-    g_assert_cmphex(in(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
-    out(&m, PM1_CNT, 2, 0);
-    g_assert_cmphex(in(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
+    dh_pio_write(&m, PM1_CNT, 2, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
     /* reserved bits and GBL_RLS read as zero, BM_RLD sticks */
-    out(&m, PM1_CNT, 2, 0xC3FE);
-    g_assert_cmphex(in(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN | ACPI_PM1_BM_RLD | SLP(0));
-    teardown(&m);
+    dh_pio_write(&m, PM1_CNT, 2, 0xC3FE);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN | ACPI_PM1_BM_RLD | SLP(0));
+    dh_machine_fini(&m);
 }
 
 static void test_power_button_and_sci(void)
@@ -144,28 +83,28 @@ static void test_power_button_and_sci(void)
     struct machine m;
     setup(&m);
     acpi_pm_press_power_button(m.acpi_pm);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0); /* not enabled */
-    out(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN);
-    g_assert_cmphex(in(&m, PM1_EN, 2), ==, ACPI_PM1_PWRBTN_EN);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0); /* not enabled */
+    dh_pio_write(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN);
+    g_assert_cmphex(dh_pio_read(&m, PM1_EN, 2), ==, ACPI_PM1_PWRBTN_EN);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
     /* the level holds until the status is cleared */
-    out(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
-    out(&m, PM1_STS, 2, ACPI_PM1_PWRBTN_STS);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, 0);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
+    dh_pio_write(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
+    dh_pio_write(&m, PM1_STS, 2, ACPI_PM1_PWRBTN_STS);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, 0);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
     /* with the event enabled, a press raises the SCI at once */
     acpi_pm_press_power_button(m.acpi_pm);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
-    out(&m, PM1_EN, 2, 0);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
+    dh_pio_write(&m, PM1_EN, 2, 0);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
     /* no other GSI moved */
     for (unsigned g = 0; g < MACHINE_GSI_COUNT; g++)
         if (g != ACPI_SCI_IRQ)
-            g_assert_cmpint(rec.calls[g], ==, 0);
-    teardown(&m);
+            g_assert_cmpint(irqs.calls[g], ==, 0);
+    dh_machine_fini(&m);
 }
 
 static void test_status_write_one_to_clear(void)
@@ -173,46 +112,46 @@ static void test_status_write_one_to_clear(void)
     struct machine m;
     setup(&m);
     acpi_pm_press_power_button(m.acpi_pm);
-    out(&m, PM1_STS, 2, 0);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
-    out(&m, PM1_STS, 2, (uint16_t)~ACPI_PM1_PWRBTN_STS);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
-    out(&m, PM1_STS, 1, 0xFF); /* the low byte does not hold bit 8 */
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
-    g_assert_cmphex(in(&m, PM1_STS + 1, 1), ==, ACPI_PM1_PWRBTN_STS >> 8);
-    out(&m, PM1_STS + 1, 1, ACPI_PM1_PWRBTN_STS >> 8);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, 0);
+    dh_pio_write(&m, PM1_STS, 2, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
+    dh_pio_write(&m, PM1_STS, 2, (uint16_t)~ACPI_PM1_PWRBTN_STS);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
+    dh_pio_write(&m, PM1_STS, 1, 0xFF); /* the low byte does not hold bit 8 */
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, ACPI_PM1_PWRBTN_STS);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS + 1, 1), ==, ACPI_PM1_PWRBTN_STS >> 8);
+    dh_pio_write(&m, PM1_STS + 1, 1, ACPI_PM1_PWRBTN_STS >> 8);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, 0);
     /* EN keeps only the defined enable bits */
-    out(&m, PM1_EN, 2, 0xFFFF);
-    g_assert_cmphex(in(&m, PM1_EN, 2), ==,
+    dh_pio_write(&m, PM1_EN, 2, 0xFFFF);
+    g_assert_cmphex(dh_pio_read(&m, PM1_EN, 2), ==,
                     ACPI_PM1_TMR_EN | ACPI_PM1_GBL_EN | ACPI_PM1_PWRBTN_EN | ACPI_PM1_SLPBTN_EN |
                         ACPI_PM1_RTC_EN);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_timer_rate(void)
 {
     struct machine m;
     setup(&m);
-    g_assert_cmpuint(in(&m, ACPI_PM_TMR_BLK, 4), ==, 0);
+    g_assert_cmpuint(dh_pio_read(&m, ACPI_PM_TMR_BLK, 4), ==, 0);
     vclock_advance(m.clock, NSEC_PER_SEC);
-    g_assert_cmpuint(in(&m, ACPI_PM_TMR_BLK, 4), ==, 3579545);
+    g_assert_cmpuint(dh_pio_read(&m, ACPI_PM_TMR_BLK, 4), ==, 3579545);
     vclock_advance(m.clock, 123456789);
-    uint32_t t0 = (uint32_t)in(&m, ACPI_PM_TMR_BLK, 4);
+    uint32_t t0 = (uint32_t)dh_pio_read(&m, ACPI_PM_TMR_BLK, 4);
     g_assert_cmpuint(t0, ==, 3579545 + 441919); /* floor(0.123456789 s * 3579545 Hz) */
     vclock_advance(m.clock, NSEC_PER_SEC);
-    g_assert_cmpuint((uint32_t)in(&m, ACPI_PM_TMR_BLK, 4) - t0, ==, 3579545);
+    g_assert_cmpuint((uint32_t)dh_pio_read(&m, ACPI_PM_TMR_BLK, 4) - t0, ==, 3579545);
     /* one tick is 279.4 ns */
     int64_t before = vclock_now(m.clock);
-    uint32_t a = (uint32_t)in(&m, ACPI_PM_TMR_BLK, 4);
+    uint32_t a = (uint32_t)dh_pio_read(&m, ACPI_PM_TMR_BLK, 4);
     vclock_advance(m.clock, 280);
-    g_assert_cmpuint((uint32_t)in(&m, ACPI_PM_TMR_BLK, 4) - a, <=, 1);
+    g_assert_cmpuint((uint32_t)dh_pio_read(&m, ACPI_PM_TMR_BLK, 4) - a, <=, 1);
     g_assert_cmpint(vclock_now(m.clock) - before, ==, 280);
     /* writes do not move it */
-    uint32_t t1 = (uint32_t)in(&m, ACPI_PM_TMR_BLK, 4);
-    out(&m, ACPI_PM_TMR_BLK, 4, 0);
-    g_assert_cmpuint(in(&m, ACPI_PM_TMR_BLK, 4), ==, t1);
-    teardown(&m);
+    uint32_t t1 = (uint32_t)dh_pio_read(&m, ACPI_PM_TMR_BLK, 4);
+    dh_pio_write(&m, ACPI_PM_TMR_BLK, 4, 0);
+    g_assert_cmpuint(dh_pio_read(&m, ACPI_PM_TMR_BLK, 4), ==, t1);
+    dh_machine_fini(&m);
 }
 
 static void test_timer_wraps(void)
@@ -220,40 +159,40 @@ static void test_timer_wraps(void)
     struct machine m;
     setup(&m);
     vclock_advance(m.clock, 1199 * NSEC_PER_SEC);
-    g_assert_cmpuint(in(&m, ACPI_PM_TMR_BLK, 4), ==, 1199ull * 3579545);
+    g_assert_cmpuint(dh_pio_read(&m, ACPI_PM_TMR_BLK, 4), ==, 1199ull * 3579545);
     vclock_advance(m.clock, NSEC_PER_SEC);
-    g_assert_cmpuint(in(&m, ACPI_PM_TMR_BLK, 4), ==, 1200ull * 3579545 - (1ull << 32));
-    teardown(&m);
+    g_assert_cmpuint(dh_pio_read(&m, ACPI_PM_TMR_BLK, 4), ==, 1200ull * 3579545 - (1ull << 32));
+    dh_machine_fini(&m);
 }
 
 static void test_timer_overflow_event(void)
 {
     struct machine m;
     setup(&m);
-    out(&m, PM1_EN, 2, ACPI_PM1_TMR_EN);
+    dh_pio_write(&m, PM1_EN, 2, ACPI_PM1_TMR_EN);
     vclock_advance(m.clock, 599 * NSEC_PER_SEC);
-    g_assert_cmphex(in(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, 0);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, 0);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
     vclock_advance(m.clock, NSEC_PER_SEC);
     /* bit 31 toggled at tick 2^31, i.e. ceil(2^31 * 1e9 / 3579545) ns */
-    g_assert_cmphex(in(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, ACPI_PM1_TMR_STS);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
-    g_assert_cmpint(rec.last_change_ns[ACPI_SCI_IRQ], ==, 599932015941);
-    out(&m, PM1_STS, 2, ACPI_PM1_TMR_STS);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, 0);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, ACPI_PM1_TMR_STS);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
+    g_assert_cmpint(irqs.last_change_ns[ACPI_SCI_IRQ], ==, 599932015941);
+    dh_pio_write(&m, PM1_STS, 2, ACPI_PM1_TMR_STS);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, 0);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
     /* the next toggle, at tick 2^32 (the wrap) */
     vclock_advance(m.clock, 600 * NSEC_PER_SEC);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
-    g_assert_cmpint(rec.last_change_ns[ACPI_SCI_IRQ], ==, 1199864031882);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
+    g_assert_cmpint(irqs.last_change_ns[ACPI_SCI_IRQ], ==, 1199864031882);
     /* without TMR_EN the status still sets but the SCI stays low */
-    out(&m, PM1_EN, 2, 0);
-    out(&m, PM1_STS, 2, ACPI_PM1_TMR_STS);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
+    dh_pio_write(&m, PM1_EN, 2, 0);
+    dh_pio_write(&m, PM1_STS, 2, ACPI_PM1_TMR_STS);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
     vclock_advance(m.clock, 600 * NSEC_PER_SEC);
-    g_assert_cmphex(in(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, ACPI_PM1_TMR_STS);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
-    teardown(&m);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2) & ACPI_PM1_TMR_STS, ==, ACPI_PM1_TMR_STS);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
+    dh_machine_fini(&m);
 }
 
 static void test_odd_accesses(void)
@@ -261,48 +200,48 @@ static void test_odd_accesses(void)
     struct machine m;
     setup(&m);
     acpi_pm_press_power_button(m.acpi_pm);
-    out(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN | ACPI_PM1_TMR_EN);
+    dh_pio_write(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN | ACPI_PM1_TMR_EN);
     /* one dword read covers STS and EN */
-    g_assert_cmphex(in(&m, ACPI_PM1A_EVT_BLK, 4), ==,
+    g_assert_cmphex(dh_pio_read(&m, ACPI_PM1A_EVT_BLK, 4), ==,
                     ACPI_PM1_PWRBTN_STS | (uint32_t)(ACPI_PM1_PWRBTN_EN | ACPI_PM1_TMR_EN) << 16);
-    g_assert_cmphex(in(&m, PM1_EN + 1, 1), ==, ACPI_PM1_PWRBTN_EN >> 8);
+    g_assert_cmphex(dh_pio_read(&m, PM1_EN + 1, 1), ==, ACPI_PM1_PWRBTN_EN >> 8);
     /* bytes between registers read as all ones */
-    g_assert_cmphex(in(&m, ACPI_PM1A_CNT_BLK + 2, 2), ==, 0xFFFF);
-    g_assert_cmphex(in(&m, ACPI_PM1A_CNT_BLK, 4), ==, 0xFFFF0000u | ACPI_PM1_SCI_EN);
-    g_assert_cmphex(in(&m, ACPI_PM_BASE + 0x10, 8), ==, UINT64_MAX);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_PM1A_CNT_BLK + 2, 2), ==, 0xFFFF);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_PM1A_CNT_BLK, 4), ==, 0xFFFF0000u | ACPI_PM1_SCI_EN);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_PM_BASE + 0x10, 8), ==, UINT64_MAX);
     /* one dword write clears STS and sets EN */
-    out(&m, ACPI_PM1A_EVT_BLK, 4, ACPI_PM1_PWRBTN_STS | (uint32_t)ACPI_PM1_RTC_EN << 16);
-    g_assert_cmphex(in(&m, ACPI_PM1A_EVT_BLK, 4), ==, (uint32_t)ACPI_PM1_RTC_EN << 16);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
+    dh_pio_write(&m, ACPI_PM1A_EVT_BLK, 4, ACPI_PM1_PWRBTN_STS | (uint32_t)ACPI_PM1_RTC_EN << 16);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_PM1A_EVT_BLK, 4), ==, (uint32_t)ACPI_PM1_RTC_EN << 16);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
     /* GPE0: enables are stored, status bits never set and clear on write */
-    out(&m, ACPI_GPE0_BLK + 4, 4, 0x000000FF);
-    g_assert_cmphex(in(&m, ACPI_GPE0_BLK, 8), ==, 0x000000FF00000000ull);
-    out(&m, ACPI_GPE0_BLK, 4, 0xFFFFFFFF);
-    g_assert_cmphex(in(&m, ACPI_GPE0_BLK, 4), ==, 0);
+    dh_pio_write(&m, ACPI_GPE0_BLK + 4, 4, 0x000000FF);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_GPE0_BLK, 8), ==, 0x000000FF00000000ull);
+    dh_pio_write(&m, ACPI_GPE0_BLK, 4, 0xFFFFFFFF);
+    g_assert_cmphex(dh_pio_read(&m, ACPI_GPE0_BLK, 4), ==, 0);
     /* outside the block nothing answers */
     uint64_t v = 0;
     g_assert_false(io_bus_read(&m.pio, ACPI_PM_BASE + ACPI_PM_IO_LEN, 1, &v));
     g_assert_false(io_bus_read(&m.pio, ACPI_PM_BASE + ACPI_PM_IO_LEN - 2, 4, &v));
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_reset(void)
 {
     struct machine m;
     setup(&m);
-    out(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN | ACPI_PM1_TMR_EN);
-    out(&m, PM1_CNT, 2, SLP(3) | ACPI_PM1_BM_RLD);
+    dh_pio_write(&m, PM1_EN, 2, ACPI_PM1_PWRBTN_EN | ACPI_PM1_TMR_EN);
+    dh_pio_write(&m, PM1_CNT, 2, SLP(3) | ACPI_PM1_BM_RLD);
     acpi_pm_press_power_button(m.acpi_pm);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 1);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 1);
     machine_reset(&m);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
-    g_assert_cmphex(in(&m, PM1_STS, 2), ==, 0);
-    g_assert_cmphex(in(&m, PM1_EN, 2), ==, 0);
-    g_assert_cmphex(in(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_STS, 2), ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_EN, 2), ==, 0);
+    g_assert_cmphex(dh_pio_read(&m, PM1_CNT, 2), ==, ACPI_PM1_SCI_EN);
     /* the overflow timer was cancelled with TMR_EN */
     vclock_advance(m.clock, 700 * NSEC_PER_SEC);
-    g_assert_cmpint(rec.level[ACPI_SCI_IRQ], ==, 0);
-    teardown(&m);
+    g_assert_cmpint(irqs.level[ACPI_SCI_IRQ], ==, 0);
+    dh_machine_fini(&m);
 }
 
 int main(int argc, char **argv)

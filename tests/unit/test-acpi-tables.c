@@ -10,15 +10,12 @@
 #include "acpi_pm.h"
 #include "acpi_tables.h"
 #include "aml.h"
+#include "device_harness.h"
 #include "machine.h"
 
 static void setup(struct machine *m, unsigned cpus)
 {
-    struct machine_config cfg = {.ram_size = 32 << 20, .cpus = cpus, .manual_clock = true};
-    char *err = NULL;
-    int r = machine_init(m, &cfg, NULL, 0, &err);
-    if (r < 0)
-        g_error("machine_init: %s", err);
+    dh_machine_init(m, NULL, 0, cpus, 32 << 20);
 }
 
 /* A table read back out of guest memory. */
@@ -103,7 +100,7 @@ static void test_rsdp(void)
     g_assert_cmphex(tb.rsdp_bytes[8], !=, 0); /* a real checksum, not an unset field */
     g_assert_cmphex(tb.xsdt, !=, 0);
     g_assert_cmphex(tb.rsdt, !=, 0);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 /* A legacy scan of 0xE0000-0xFFFFF on 16-byte boundaries finds exactly one valid RSDP, ours. */
@@ -123,7 +120,7 @@ static void test_rsdp_scan(void)
         }
     }
     g_assert_cmpuint(found, ==, 1);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 static void check_table(struct machine *m, uint64_t gpa, const char *sig, uint8_t revision)
@@ -163,7 +160,7 @@ static void test_checksums(void)
         g_assert_cmpmem(facs, 4, "FACS", 4);
         g_assert_cmpuint(le32_load(facs + 4), ==, ACPI_FACS_SIZE);
         g_assert_cmphex(tb.facs % 64, ==, 0);
-        machine_destroy(&m);
+        dh_machine_fini(&m);
     }
 }
 
@@ -188,7 +185,7 @@ static void test_xsdt_and_rsdt_agree(void)
     }
     g_free(x);
     g_free(r);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 static void check_madt(unsigned cpus)
@@ -254,7 +251,7 @@ static void check_madt(unsigned cpus)
     g_assert_cmpuint(nmis, ==, 1);
     g_assert_cmpuint(len, ==, 44 + 8 * cpus + 12 + 20 + 6);
     g_free(t);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_madt_1(void)
@@ -311,7 +308,7 @@ static void test_fadt(void)
     /* PM1b, PM2 and GPE1 are absent */
     g_assert_cmphex(le64_load(f + 160 + 4) | le64_load(f + 184 + 4) | le64_load(f + 196 + 4), ==, 0);
     g_free(f);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_mcfg(void)
@@ -328,7 +325,7 @@ static void test_mcfg(void)
     g_assert_cmpuint(t[54], ==, 0);
     g_assert_cmpuint(t[55], ==, 255);
     g_free(t);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
@@ -365,7 +362,7 @@ static void test_dsdt_objects(void)
     g_assert_true(contains(d, len, "C003", 4));
     g_assert_false(contains(d, len, "C004", 4));
     g_free(d);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 /* Only 0xE0000-0xFFFFF is written. */
@@ -386,7 +383,7 @@ static void test_writes_only_its_range(void)
     uint8_t last;
     g_assert_cmpint(guest_mem_read_u8(&m.mem, 0xFFFFF, &last), ==, 0);
     g_assert_cmphex(last, ==, 0); /* unused space zeroed */
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 /* ---- --dump mode */
@@ -422,7 +419,7 @@ static int dump(const char *dir, unsigned cpus)
         g_assert_cmpint(guest_mem_read_u32(&m.mem, tables[i].gpa + 4, &len), ==, 0);
         dump_one(&m, dir, tables[i].name, tables[i].gpa, len);
     }
-    machine_destroy(&m);
+    dh_machine_fini(&m);
     return 0;
 }
 

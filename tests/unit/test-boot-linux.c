@@ -17,6 +17,7 @@
 
 #include "boot_linux.h"
 #include "boot_pagetables.h"
+#include "device_harness.h"
 #include "e820.h"
 #include "log.h"
 #include "machine.h"
@@ -283,16 +284,13 @@ static char *make_initrd(size_t size)
 static struct machine *machine_new(uint64_t ram)
 {
     struct machine *m = g_new0(struct machine, 1);
-    struct machine_config cfg = {.ram_size = ram, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(m, &cfg, NULL, 0, &err), ==, 0);
-    g_assert_null(err);
+    dh_machine_init(m, NULL, 0, 1, ram);
     return m;
 }
 
 static void machine_free(struct machine *m)
 {
-    machine_destroy(m);
+    dh_machine_fini(m);
     g_free(m);
 }
 

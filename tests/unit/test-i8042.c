@@ -1,87 +1,47 @@
 /* Proves the i8042 with its PS/2 keyboard and mouse: self-tests, command byte, device commands, set 1
  * translation, mouse packets, IRQ 1/12, reset through the output port, bounded queues. */
-#include <string.h>
-
 #include <glib.h>
 
+#include "device_harness.h"
 #include "i8042.h"
 #include "machine.h"
 
+/* The controller's IRQ 1/12 and its reset requests. */
 struct rec {
-    int level[16];
-    unsigned edges[16];
-    unsigned resets;
+    struct irq_recorder irq;
+    struct request_recorder req;
 };
 
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct rec *r = opaque;
-    g_assert_true(gsi == 1 || gsi == 12);
-    if (level && !r->level[gsi])
-        r->edges[gsi]++;
-    r->level[gsi] = level;
-}
-
-static void on_request(void *opaque, enum machine_request req)
-{
-    struct rec *r = opaque;
-    g_assert_cmpint(req, ==, MACHINE_REQUEST_RESET);
-    r->resets++;
-}
-
-static const struct irqchip_ops rec_ops = {.set_gsi = rec_set_gsi};
 static const struct machine_device *const devices[] = {&i8042_device};
 
 static void setup(struct machine *m, struct rec *r)
 {
-    struct machine_config cfg = {.ram_size = 16 << 20, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(m, &cfg, devices, 1, &err), ==, 0);
-    memset(r, 0, sizeof(*r));
-    machine_set_irqchip(m, &rec_ops, r);
-    machine_set_request_handler(m, on_request, r);
-    machine_lock(m);
-}
-
-static void teardown(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
-}
-
-static void outb(struct machine *m, uint16_t port, uint8_t v)
-{
-    g_assert_true(io_bus_write(&m->pio, port, 1, v));
-}
-
-static uint8_t inb(struct machine *m, uint16_t port)
-{
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&m->pio, port, 1, &v));
-    return (uint8_t)v;
+    dh_machine_init(m, devices, 1, 1, 16 << 20);
+    dh_record_irqs(m, &r->irq, DH_GSI(1) | DH_GSI(12));
+    dh_record_requests(m, &r->req, DH_REQUEST(MACHINE_REQUEST_RESET));
 }
 
 static uint8_t status(struct machine *m)
 {
-    return inb(m, I8042_CMD_PORT);
+    return dh_inb(m, I8042_CMD_PORT);
 }
 
 /* Reads one byte, asserting it is there. */
 static uint8_t read_data(struct machine *m)
 {
     g_assert_cmphex(status(m) & I8042_STR_OBF, ==, I8042_STR_OBF);
-    return inb(m, I8042_DATA_PORT);
+    return dh_inb(m, I8042_DATA_PORT);
 }
 
 static void write_ctr(struct machine *m, uint8_t ctr)
 {
-    outb(m, I8042_CMD_PORT, I8042_CMD_WRITE_RAM);
-    outb(m, I8042_DATA_PORT, ctr);
+    dh_outb(m, I8042_CMD_PORT, I8042_CMD_WRITE_RAM);
+    dh_outb(m, I8042_DATA_PORT, ctr);
 }
 
 static uint8_t read_ctr(struct machine *m)
 {
-    outb(m, I8042_CMD_PORT, I8042_CMD_READ_RAM);
+    dh_outb(m, I8042_CMD_PORT, I8042_CMD_READ_RAM);
     return read_data(m);
 }
 
@@ -91,18 +51,18 @@ static void test_self_tests(void)
     struct rec r;
     setup(&m, &r);
     g_assert_cmphex(status(&m), ==, I8042_STR_KEYLOCK | I8042_STR_SYS);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_SELF_TEST);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_SELF_TEST);
     g_assert_cmphex(status(&m), ==, I8042_STR_KEYLOCK | I8042_STR_SYS | I8042_STR_CMD | I8042_STR_OBF);
-    g_assert_cmphex(inb(&m, I8042_DATA_PORT), ==, I8042_SELF_TEST_OK);
+    g_assert_cmphex(dh_inb(&m, I8042_DATA_PORT), ==, I8042_SELF_TEST_OK);
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_TEST);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_TEST);
     g_assert_cmphex(read_data(&m), ==, 0x00);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_TEST);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_TEST);
     g_assert_cmphex(read_data(&m), ==, 0x00);
     /* the controller's replies are "keyboard" data: IRQ 1 when enabled */
-    g_assert_cmpuint(r.edges[1], ==, 3);
-    g_assert_cmpuint(r.edges[12], ==, 0);
-    teardown(&m);
+    g_assert_cmpuint(r.irq.raises[1], ==, 3);
+    g_assert_cmpuint(r.irq.raises[12], ==, 0);
+    dh_machine_fini(&m);
 }
 
 static void test_command_byte(void)
@@ -114,21 +74,21 @@ static void test_command_byte(void)
     write_ctr(&m, 0x47);
     g_assert_cmphex(status(&m) & I8042_STR_CMD, ==, 0); /* last write went to the data port */
     g_assert_cmphex(read_ctr(&m), ==, 0x47);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_DISABLE);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_DISABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_DISABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_DISABLE);
     g_assert_cmphex(read_ctr(&m), ==, 0x47 | I8042_CTR_AUXDIS | I8042_CTR_KBDDIS);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_ENABLE);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_ENABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_ENABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_ENABLE);
     g_assert_cmphex(read_ctr(&m), ==, 0x47);
     /* SYS in the status register follows the command byte */
     write_ctr(&m, 0x00);
     g_assert_cmphex(status(&m) & I8042_STR_SYS, ==, 0);
     /* with interrupts off, replies raise no IRQ */
-    unsigned before = r.edges[1];
-    outb(&m, I8042_CMD_PORT, I8042_CMD_READ_RAM);
+    unsigned before = r.irq.raises[1];
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_READ_RAM);
     g_assert_cmphex(read_data(&m), ==, 0x00);
-    g_assert_cmpuint(r.edges[1], ==, before);
-    teardown(&m);
+    g_assert_cmpuint(r.irq.raises[1], ==, before);
+    dh_machine_fini(&m);
 }
 
 static void test_kbd_reset_and_identify(void)
@@ -136,48 +96,48 @@ static void test_kbd_reset_and_identify(void)
     struct machine m;
     struct rec r;
     setup(&m, &r);
-    outb(&m, I8042_DATA_PORT, 0xFF);
+    dh_outb(&m, I8042_DATA_PORT, 0xFF);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_cmphex(read_data(&m), ==, PS2_BAT_OK);
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    g_assert_cmpuint(r.edges[1], ==, 2);
-    g_assert_cmpint(r.level[1], ==, 0);
-    outb(&m, I8042_DATA_PORT, 0xF2); /* translated: 0x83 becomes 0x41 */
+    g_assert_cmpuint(r.irq.raises[1], ==, 2);
+    g_assert_cmpint(r.irq.level[1], ==, 0);
+    dh_outb(&m, I8042_DATA_PORT, 0xF2); /* translated: 0x83 becomes 0x41 */
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_cmphex(read_data(&m), ==, 0xAB);
     g_assert_cmphex(read_data(&m), ==, 0x41);
     write_ctr(&m, I8042_CTR_KBDINT | I8042_CTR_SYS);
-    outb(&m, I8042_DATA_PORT, 0xF2);
+    dh_outb(&m, I8042_DATA_PORT, 0xF2);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_cmphex(read_data(&m), ==, 0xAB);
     g_assert_cmphex(read_data(&m), ==, 0x83);
     /* commands with a data byte */
-    outb(&m, I8042_DATA_PORT, 0xED);
+    dh_outb(&m, I8042_DATA_PORT, 0xED);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
-    outb(&m, I8042_DATA_PORT, 0x07);
+    dh_outb(&m, I8042_DATA_PORT, 0x07);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_cmpuint(m.i8042->kbd.leds, ==, 7);
-    outb(&m, I8042_DATA_PORT, 0xF0);
+    dh_outb(&m, I8042_DATA_PORT, 0xF0);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
-    outb(&m, I8042_DATA_PORT, 0x00);
+    dh_outb(&m, I8042_DATA_PORT, 0x00);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_cmphex(read_data(&m), ==, 2);
-    outb(&m, I8042_DATA_PORT, 0xF3);
+    dh_outb(&m, I8042_DATA_PORT, 0xF3);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
-    outb(&m, I8042_DATA_PORT, 0x20);
+    dh_outb(&m, I8042_DATA_PORT, 0x20);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
-    outb(&m, I8042_DATA_PORT, 0xEE);
+    dh_outb(&m, I8042_DATA_PORT, 0xEE);
     g_assert_cmphex(read_data(&m), ==, PS2_ECHO);
-    outb(&m, I8042_DATA_PORT, 0xF5);
+    dh_outb(&m, I8042_DATA_PORT, 0xF5);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_false(m.i8042->kbd.scanning);
     static const uint8_t a_make[] = {0x1C};
     i8042_keyboard_push(m.i8042, a_make, 1); /* not scanning: dropped */
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    outb(&m, I8042_DATA_PORT, 0xF4);
+    dh_outb(&m, I8042_DATA_PORT, 0xF4);
     g_assert_cmphex(read_data(&m), ==, PS2_ACK);
     g_assert_true(m.i8042->kbd.scanning);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_kbd_translation(void)
@@ -191,11 +151,11 @@ static void test_kbd_translation(void)
     static const uint8_t set1[] = {0x1E, 0x9E, 0xE0, 0x48, 0xE0, 0xC8, 0x10, 0x01, 0x41, 0xC1};
     i8042_keyboard_push(m.i8042, set2, sizeof(set2));
     for (unsigned i = 0; i < sizeof(set1); i++) {
-        g_assert_cmpint(r.level[1], ==, 1);
+        g_assert_cmpint(r.irq.level[1], ==, 1);
         g_assert_cmphex(read_data(&m), ==, set1[i]);
     }
-    g_assert_cmpint(r.level[1], ==, 0);
-    g_assert_cmpuint(r.edges[1], ==, sizeof(set1));
+    g_assert_cmpint(r.irq.level[1], ==, 0);
+    g_assert_cmpuint(r.irq.raises[1], ==, sizeof(set1));
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
     /* without translation the keyboard's set 2 bytes arrive as they are */
     write_ctr(&m, I8042_CTR_KBDINT | I8042_CTR_SYS);
@@ -204,31 +164,31 @@ static void test_kbd_translation(void)
     g_assert_cmphex(read_data(&m), ==, 0xF0);
     g_assert_cmphex(read_data(&m), ==, 0x1C);
     /* a disabled keyboard interface holds bytes back */
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_DISABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_DISABLE);
     i8042_keyboard_push(m.i8042, set2, 1);
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_ENABLE);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_ENABLE);
     g_assert_cmphex(read_data(&m), ==, 0x1C);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void enable_mouse(struct machine *m)
 {
-    outb(m, I8042_CMD_PORT, I8042_CMD_AUX_ENABLE);
+    dh_outb(m, I8042_CMD_PORT, I8042_CMD_AUX_ENABLE);
     write_ctr(m, I8042_CTR_KBDINT | I8042_CTR_AUXINT | I8042_CTR_SYS | I8042_CTR_XLATE);
 }
 
 static void mouse_cmd(struct machine *m, uint8_t v)
 {
-    outb(m, I8042_CMD_PORT, I8042_CMD_AUX_SEND);
-    outb(m, I8042_DATA_PORT, v);
+    dh_outb(m, I8042_CMD_PORT, I8042_CMD_AUX_SEND);
+    dh_outb(m, I8042_DATA_PORT, v);
 }
 
 /* Reads one byte that must come from the mouse. */
 static uint8_t read_aux(struct machine *m)
 {
     g_assert_cmphex(status(m) & (I8042_STR_OBF | I8042_STR_AUXDATA), ==, I8042_STR_OBF | I8042_STR_AUXDATA);
-    return inb(m, I8042_DATA_PORT);
+    return dh_inb(m, I8042_DATA_PORT);
 }
 
 static void test_mouse_packets(void)
@@ -241,18 +201,18 @@ static void test_mouse_packets(void)
     g_assert_cmphex(read_aux(&m), ==, PS2_ACK);
     g_assert_cmphex(read_aux(&m), ==, PS2_BAT_OK);
     g_assert_cmphex(read_aux(&m), ==, 0x00);
-    g_assert_cmpuint(r.edges[12], ==, 3);
-    g_assert_cmpuint(r.edges[1], ==, 0);
+    g_assert_cmpuint(r.irq.raises[12], ==, 3);
+    g_assert_cmpuint(r.irq.raises[1], ==, 0);
     i8042_mouse_push(m.i8042, 10, -5, 0, 1); /* reporting still off */
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
     mouse_cmd(&m, 0xF4);
     g_assert_cmphex(read_aux(&m), ==, PS2_ACK);
     i8042_mouse_push(m.i8042, 10, -5, 0, 1);
-    g_assert_cmpint(r.level[12], ==, 1);
+    g_assert_cmpint(r.irq.level[12], ==, 1);
     g_assert_cmphex(read_aux(&m), ==, 0x08 | 0x01 | 0x20); /* left button, Y negative */
     g_assert_cmphex(read_aux(&m), ==, 10);
     g_assert_cmphex(read_aux(&m), ==, 0xFB);
-    g_assert_cmpint(r.level[12], ==, 0);
+    g_assert_cmpint(r.irq.level[12], ==, 0);
     i8042_mouse_push(m.i8042, -300, 400, 0, 6); /* overflow both, right+middle */
     g_assert_cmphex(read_aux(&m), ==, 0x08 | 0x06 | 0x10 | 0x40 | 0x80);
     g_assert_cmphex(read_aux(&m), ==, 0x00); /* -256 */
@@ -278,7 +238,7 @@ static void test_mouse_packets(void)
     g_assert_cmphex(read_aux(&m), ==, PS2_ACK);
     i8042_mouse_push(m.i8042, 1, 1, 0, 0);
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_intellimouse(void)
@@ -308,7 +268,7 @@ static void test_intellimouse(void)
     g_assert_cmphex(read_aux(&m), ==, 0x00);
     g_assert_cmphex(read_aux(&m), ==, 0xFF);
     g_assert_cmphex(status(&m) & I8042_STR_OBF, ==, 0);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_loop_commands(void)
@@ -317,15 +277,15 @@ static void test_loop_commands(void)
     struct rec r;
     setup(&m, &r);
     enable_mouse(&m);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_LOOP); /* Linux's aux port check */
-    outb(&m, I8042_DATA_PORT, 0x5A);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_AUX_LOOP); /* Linux's aux port check */
+    dh_outb(&m, I8042_DATA_PORT, 0x5A);
     g_assert_cmphex(read_aux(&m), ==, 0x5A);
-    g_assert_cmpuint(r.edges[12], ==, 1);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_LOOP);
-    outb(&m, I8042_DATA_PORT, 0x12);
+    g_assert_cmpuint(r.irq.raises[12], ==, 1);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_KBD_LOOP);
+    dh_outb(&m, I8042_DATA_PORT, 0x12);
     g_assert_cmphex(status(&m) & I8042_STR_AUXDATA, ==, 0);
     g_assert_cmphex(read_data(&m), ==, 0x12);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_reset_requests(void)
@@ -333,23 +293,23 @@ static void test_reset_requests(void)
     struct machine m;
     struct rec r;
     setup(&m, &r);
-    outb(&m, I8042_CMD_PORT, 0xFF); /* pulse nothing */
-    g_assert_cmpuint(r.resets, ==, 0);
-    outb(&m, I8042_CMD_PORT, 0xFE);
-    g_assert_cmpuint(r.resets, ==, 1);
-    outb(&m, I8042_CMD_PORT, 0xF0); /* pulses bits 0-3, including reset */
-    g_assert_cmpuint(r.resets, ==, 2);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_READ_OUTPUT);
+    dh_outb(&m, I8042_CMD_PORT, 0xFF); /* pulse nothing */
+    g_assert_cmpuint(r.req.resets, ==, 0);
+    dh_outb(&m, I8042_CMD_PORT, 0xFE);
+    g_assert_cmpuint(r.req.resets, ==, 1);
+    dh_outb(&m, I8042_CMD_PORT, 0xF0); /* pulses bits 0-3, including reset */
+    g_assert_cmpuint(r.req.resets, ==, 2);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_READ_OUTPUT);
     g_assert_cmphex(read_data(&m) & (I8042_OUT_RESET | I8042_OUT_A20), ==, I8042_OUT_RESET | I8042_OUT_A20);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_WRITE_OUTPUT);
-    outb(&m, I8042_DATA_PORT, 0xDD); /* A20 off, reset line high */
-    g_assert_cmpuint(r.resets, ==, 2);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_READ_OUTPUT);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_WRITE_OUTPUT);
+    dh_outb(&m, I8042_DATA_PORT, 0xDD); /* A20 off, reset line high */
+    g_assert_cmpuint(r.req.resets, ==, 2);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_READ_OUTPUT);
     g_assert_cmphex(read_data(&m) & 0x03, ==, 0x01);
-    outb(&m, I8042_CMD_PORT, I8042_CMD_WRITE_OUTPUT);
-    outb(&m, I8042_DATA_PORT, 0xDE); /* reset line low */
-    g_assert_cmpuint(r.resets, ==, 3);
-    teardown(&m);
+    dh_outb(&m, I8042_CMD_PORT, I8042_CMD_WRITE_OUTPUT);
+    dh_outb(&m, I8042_DATA_PORT, 0xDE); /* reset line low */
+    g_assert_cmpuint(r.req.resets, ==, 3);
+    dh_machine_fini(&m);
 }
 
 static void test_full_queue(void)
@@ -375,20 +335,20 @@ static void test_full_queue(void)
         i8042_mouse_push(m.i8042, i, i, 0, 0);
     unsigned n = 0;
     while (status(&m) & I8042_STR_OBF) {
-        inb(&m, I8042_DATA_PORT);
+        dh_inb(&m, I8042_DATA_PORT);
         n++;
     }
     g_assert_cmpuint(n, ==, 21 * 3); /* whole packets only: 21 fit the buffer plus queue */
     /* many controller commands without reading */
     for (int i = 0; i < 50; i++)
-        outb(&m, I8042_CMD_PORT, I8042_CMD_SELF_TEST);
+        dh_outb(&m, I8042_CMD_PORT, I8042_CMD_SELF_TEST);
     n = 0;
     while (status(&m) & I8042_STR_OBF) {
-        inb(&m, I8042_DATA_PORT);
+        dh_inb(&m, I8042_DATA_PORT);
         n++;
     }
     g_assert_cmpuint(n, ==, 1 + I8042_CTRL_QUEUE_SIZE);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 int main(int argc, char **argv)

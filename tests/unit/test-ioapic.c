@@ -2,60 +2,38 @@
  * edge delivery on rising edges, masking, level pins with remote IRR and EOI, and the MSI-format messages. */
 #include <glib.h>
 
+#include "device_harness.h"
 #include "ioapic.h"
 #include "log.h"
 #include "machine.h"
 
 struct fixture {
     struct machine m;
-    struct msi_message msi[32];
-    unsigned nmsi;
+    struct irq_recorder irqs;
 };
 
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    (void)opaque;
-    (void)gsi;
-    (void)level;
-}
-
-static void rec_send_msi(void *opaque, const struct msi_message *msg)
-{
-    struct fixture *f = opaque;
-    g_assert_cmpuint(f->nmsi, <, G_N_ELEMENTS(f->msi));
-    f->msi[f->nmsi++] = *msg;
-}
-
-static const struct irqchip_ops recorder = {rec_set_gsi, rec_send_msi};
 static const struct machine_device *const devices[] = {&ioapic_device};
 
 static void setup(struct fixture *f)
 {
-    struct machine_config cfg = {.ram_size = 1 << 20, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    f->nmsi = 0;
-    g_assert_cmpint(machine_init(&f->m, &cfg, devices, G_N_ELEMENTS(devices), &err), ==, 0);
+    dh_machine_init(&f->m, devices, G_N_ELEMENTS(devices), 1, 1 << 20);
     g_assert_nonnull(f->m.ioapic);
-    machine_lock(&f->m);
-    machine_set_irqchip(&f->m, &recorder, f);
+    dh_record_irqs(&f->m, &f->irqs, DH_ANY_GSI | DH_MSI);
 }
 
 static void teardown(struct fixture *f)
 {
-    machine_unlock(&f->m);
-    machine_destroy(&f->m);
+    dh_machine_fini(&f->m);
 }
 
 static uint32_t mmio_read(struct fixture *f, uint64_t offset)
 {
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&f->m.mmio, IOAPIC_BASE + offset, 4, &v));
-    return v;
+    return dh_readl(&f->m, IOAPIC_BASE + offset);
 }
 
 static void mmio_write(struct fixture *f, uint64_t offset, uint32_t v)
 {
-    g_assert_true(io_bus_write(&f->m.mmio, IOAPIC_BASE + offset, 4, v));
+    dh_writel(&f->m, IOAPIC_BASE + offset, v);
 }
 
 static uint32_t reg_read(struct fixture *f, uint32_t index)
@@ -130,11 +108,11 @@ static void test_redirection_rw(void)
     /* remote IRR set by a level delivery survives a write that tries to clear it */
     set_entry(&f, 5, 0x0300000000008031ull);
     ioapic_set_irq(f.m.ioapic, 5, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     g_assert_cmphex(get_entry(&f, 5), ==, 0x030000000000C031ull);
     reg_write(&f, IOAPIC_REG_REDTBL + 10, 0x00008032);
     g_assert_cmphex(get_entry(&f, 5), ==, 0x030000000000C032ull);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     teardown(&f);
 }
 
@@ -144,15 +122,15 @@ static void test_edge_rising_only(void)
     setup(&f);
     set_entry(&f, 4, 0x0100000000000030ull);
     ioapic_set_irq(f.m.ioapic, 4, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     ioapic_set_irq(f.m.ioapic, 4, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     ioapic_set_irq(f.m.ioapic, 4, 0);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     ioapic_set_irq(f.m.ioapic, 4, 1);
-    g_assert_cmpuint(f.nmsi, ==, 2);
-    g_assert_cmphex(f.msi[1].address, ==, 0xFEE01000);
-    g_assert_cmphex(f.msi[1].data, ==, 0x30);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 2);
+    g_assert_cmphex(f.irqs.msi[1].address, ==, 0xFEE01000);
+    g_assert_cmphex(f.irqs.msi[1].data, ==, 0x30);
     g_assert_cmphex(get_entry(&f, 4) & IOAPIC_RTE_REMOTE_IRR, ==, 0); /* edge never sets remote IRR */
     teardown(&f);
 }
@@ -165,15 +143,15 @@ static void test_masked_edge_lost(void)
     ioapic_set_irq(f.m.ioapic, 3, 1);
     ioapic_set_irq(f.m.ioapic, 3, 0);
     set_entry(&f, 3, 0x00031);
-    g_assert_cmpuint(f.nmsi, ==, 0);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 0);
     /* an edge input still high when unmasked does not fire either */
     set_entry(&f, 3, 0x10031);
     ioapic_set_irq(f.m.ioapic, 3, 1);
     set_entry(&f, 3, 0x00031);
-    g_assert_cmpuint(f.nmsi, ==, 0);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 0);
     ioapic_set_irq(f.m.ioapic, 3, 0);
     ioapic_set_irq(f.m.ioapic, 3, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     teardown(&f);
 }
 
@@ -183,17 +161,17 @@ static void test_level_masked_then_unmasked(void)
     setup(&f);
     set_entry(&f, 16, 0x000000000001A041ull); /* level, active low, masked */
     ioapic_set_irq(f.m.ioapic, 16, 1);
-    g_assert_cmpuint(f.nmsi, ==, 0);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 0);
     set_entry(&f, 16, 0x000000000000A041ull);
-    g_assert_cmpuint(f.nmsi, ==, 1);
-    g_assert_cmphex(f.msi[0].data, ==, 0xC041);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
+    g_assert_cmphex(f.irqs.msi[0].data, ==, 0xC041);
     g_assert_cmphex(get_entry(&f, 16) & IOAPIC_RTE_REMOTE_IRR, ==, IOAPIC_RTE_REMOTE_IRR);
     /* released while masked: nothing on unmask */
     set_entry(&f, 17, 0x000000000001A042ull);
     ioapic_set_irq(f.m.ioapic, 17, 1);
     ioapic_set_irq(f.m.ioapic, 17, 0);
     set_entry(&f, 17, 0x000000000000A042ull);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     teardown(&f);
 }
 
@@ -204,22 +182,22 @@ static void test_level_eoi_redelivery(void)
     set_entry(&f, 16, 0x000000000000A041ull);
     set_entry(&f, 18, 0x000000000000A042ull);
     ioapic_set_irq(f.m.ioapic, 16, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     ioapic_set_irq(f.m.ioapic, 16, 0);
     ioapic_set_irq(f.m.ioapic, 16, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1); /* waits for the EOI */
-    ioapic_eoi(f.m.ioapic, 0x42);    /* another vector: no effect */
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1); /* waits for the EOI */
+    ioapic_eoi(f.m.ioapic, 0x42);         /* another vector: no effect */
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     ioapic_eoi(f.m.ioapic, 0x41);
-    g_assert_cmpuint(f.nmsi, ==, 2); /* still asserted: delivered again */
+    g_assert_cmpuint(f.irqs.nmsi, ==, 2); /* still asserted: delivered again */
     g_assert_cmphex(get_entry(&f, 16) & IOAPIC_RTE_REMOTE_IRR, ==, IOAPIC_RTE_REMOTE_IRR);
     ioapic_set_irq(f.m.ioapic, 16, 0);
     mmio_write(&f, IOAPIC_EOI, 0x41); /* the version 0x20 EOI register */
-    g_assert_cmpuint(f.nmsi, ==, 2);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 2);
     g_assert_cmphex(get_entry(&f, 16) & IOAPIC_RTE_REMOTE_IRR, ==, 0);
     /* switching the entry to edge clears a stuck remote IRR */
     ioapic_set_irq(f.m.ioapic, 18, 1);
-    g_assert_cmpuint(f.nmsi, ==, 3);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 3);
     set_entry(&f, 18, 0x0000000000002042ull);
     g_assert_cmphex(get_entry(&f, 18), ==, 0x2042);
     teardown(&f);
@@ -238,13 +216,13 @@ static void test_message_format(void)
     /* ExtINT on pin 0 */
     set_entry(&f, 0, 0x0000000000000700ull);
     ioapic_set_irq(f.m.ioapic, 0, 1);
-    g_assert_cmpuint(f.nmsi, ==, 3);
-    g_assert_cmphex(f.msi[0].address, ==, 0xFEE0F004);
-    g_assert_cmphex(f.msi[0].data, ==, 0xC15A);
-    g_assert_cmphex(f.msi[1].address, ==, 0xFEE03000);
-    g_assert_cmphex(f.msi[1].data, ==, 0x0402);
-    g_assert_cmphex(f.msi[2].address, ==, 0xFEE00000);
-    g_assert_cmphex(f.msi[2].data, ==, 0x0700);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 3);
+    g_assert_cmphex(f.irqs.msi[0].address, ==, 0xFEE0F004);
+    g_assert_cmphex(f.irqs.msi[0].data, ==, 0xC15A);
+    g_assert_cmphex(f.irqs.msi[1].address, ==, 0xFEE03000);
+    g_assert_cmphex(f.irqs.msi[1].data, ==, 0x0402);
+    g_assert_cmphex(f.irqs.msi[2].address, ==, 0xFEE00000);
+    g_assert_cmphex(f.irqs.msi[2].data, ==, 0x0700);
     /* an NMI entry marked level is delivered as an edge and sets no remote IRR */
     set_entry(&f, 11, 0x0000000000008402ull);
     ioapic_set_irq(f.m.ioapic, 11, 1);
@@ -278,7 +256,7 @@ static void test_out_of_range_index(void)
     g_assert_cmphex(v, ==, 0);
     ioapic_set_irq(f.m.ioapic, 24, 1);
     ioapic_set_irq(f.m.ioapic, 0xFFFFFFFF, 1);
-    g_assert_cmpuint(f.nmsi, ==, 0);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 0);
     log_set_level(LOG_LEVEL_INFO);
     teardown(&f);
 }
@@ -290,13 +268,13 @@ static void test_reset(void)
     reg_write(&f, IOAPIC_REG_ID, 0x05000000);
     set_entry(&f, 7, 0x0100000000008030ull);
     ioapic_set_irq(f.m.ioapic, 7, 1);
-    g_assert_cmpuint(f.nmsi, ==, 1);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 1);
     machine_reset(&f.m);
     g_assert_cmphex(reg_read(&f, IOAPIC_REG_ID), ==, 0);
     g_assert_cmphex(get_entry(&f, 7), ==, 0x10000);
     /* the pin is still asserted: reprogramming as level delivers it */
     set_entry(&f, 7, 0x0100000000008030ull);
-    g_assert_cmpuint(f.nmsi, ==, 2);
+    g_assert_cmpuint(f.irqs.nmsi, ==, 2);
     teardown(&f);
 }
 

@@ -3,6 +3,7 @@
  * (ExtINT) to the CPU's acknowledge. */
 #include <glib.h>
 
+#include "device_harness.h"
 #include "ioapic.h"
 #include "irqchip.h"
 #include "lapic.h"
@@ -17,45 +18,22 @@ struct fixture {
     unsigned kicks[CPUS];
 };
 
-static void count_kick(void *opaque)
-{
-    (*(unsigned *)opaque)++;
-}
-
 static const struct machine_device *const devices[] = {&pic_device, &ioapic_device, &lapic_device,
                                                        &irqchip_device};
 
 static void setup(struct fixture *f)
 {
-    struct machine_config cfg = {.ram_size = 1 << 20, .cpus = CPUS, .manual_clock = true};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(&f->m, &cfg, devices, G_N_ELEMENTS(devices), &err), ==, 0);
-    machine_lock(&f->m);
-    for (unsigned i = 0; i < CPUS; i++) {
-        f->kicks[i] = 0;
-        lapic_set_kick(f->m.lapic[i], count_kick, &f->kicks[i]);
-        /* software-enable every APIC, as the OS does */
+    dh_machine_init(&f->m, devices, G_N_ELEMENTS(devices), CPUS, 1 << 20);
+    dh_count_lapic_kicks(&f->m, f->kicks);
+    /* software-enable every APIC, as the OS does */
+    for (unsigned i = 0; i < CPUS; i++)
         lapic_write_reg(f->m.lapic[i], LAPIC_REG_SVR, 0x1FF);
-    }
 }
 
 static void teardown(struct fixture *f)
 {
     machine_set_current_cpu(0);
-    machine_unlock(&f->m);
-    machine_destroy(&f->m);
-}
-
-static void outb(struct fixture *f, uint16_t port, uint8_t v)
-{
-    g_assert_true(io_bus_write(&f->m.pio, port, 1, v));
-}
-
-static uint8_t inb(struct fixture *f, uint16_t port)
-{
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&f->m.pio, port, 1, &v));
-    return v;
+    dh_machine_fini(&f->m);
 }
 
 static void init_pics(struct fixture *f)
@@ -63,16 +41,16 @@ static void init_pics(struct fixture *f)
     static const uint8_t seq[][2] = {{0x20, 0x11}, {0x21, 0x08}, {0x21, 0x04}, {0x21, 0x01},
                                      {0xA0, 0x11}, {0xA1, 0x70}, {0xA1, 0x02}, {0xA1, 0x01}};
     for (size_t i = 0; i < G_N_ELEMENTS(seq); i++)
-        outb(f, seq[i][0], seq[i][1]);
+        dh_outb(&f->m, seq[i][0], seq[i][1]);
 }
 
 static void ioapic_program(struct fixture *f, unsigned pin, uint64_t entry)
 {
     uint64_t base = IOAPIC_BASE;
-    g_assert_true(io_bus_write(&f->m.mmio, base + IOAPIC_IOREGSEL, 4, IOAPIC_REG_REDTBL + 2 * pin + 1));
-    g_assert_true(io_bus_write(&f->m.mmio, base + IOAPIC_IOWIN, 4, entry >> 32));
-    g_assert_true(io_bus_write(&f->m.mmio, base + IOAPIC_IOREGSEL, 4, IOAPIC_REG_REDTBL + 2 * pin));
-    g_assert_true(io_bus_write(&f->m.mmio, base + IOAPIC_IOWIN, 4, (uint32_t)entry));
+    dh_writel(&f->m, base + IOAPIC_IOREGSEL, IOAPIC_REG_REDTBL + 2 * pin + 1);
+    dh_writel(&f->m, base + IOAPIC_IOWIN, entry >> 32);
+    dh_writel(&f->m, base + IOAPIC_IOREGSEL, IOAPIC_REG_REDTBL + 2 * pin);
+    dh_writel(&f->m, base + IOAPIC_IOWIN, (uint32_t)entry);
 }
 
 static bool irr_bit(struct fixture *f, unsigned cpu, unsigned v)
@@ -96,22 +74,22 @@ static void test_isa_irq0_on_gsi2(void)
     g_assert_cmpint(irqchip_wire_to_gsi(23), ==, 23);
     g_assert_cmpint(irqchip_wire_to_gsi(24), ==, -1);
     init_pics(&f);
-    outb(&f, 0x21, 0xFF); /* the PIC path masked, as with the IOAPIC in use */
+    dh_outb(&f.m, 0x21, 0xFF); /* the PIC path masked, as with the IOAPIC in use */
     ioapic_program(&f, 0, 0x31);
     ioapic_program(&f, 2, 0x30);
     set_wire(&f, 0, 1);
     g_assert_true(irr_bit(&f, 0, 0x30));
     g_assert_false(irr_bit(&f, 0, 0x31));
-    outb(&f, 0x20, 0x0A);
-    g_assert_cmphex(inb(&f, 0x20), ==, 0x01); /* and the PIC's IRQ 0 saw it too */
+    dh_outb(&f.m, 0x20, 0x0A);
+    g_assert_cmphex(dh_inb(&f.m, 0x20), ==, 0x01); /* and the PIC's IRQ 0 saw it too */
     g_assert_true(irqchip_cpu_has_interrupt(&f.m, 0));
     g_assert_cmpint(irqchip_cpu_acknowledge(&f.m, 0), ==, 0x30);
     set_wire(&f, 0, 0);
     /* wire 2 reaches neither controller */
     set_wire(&f, 2, 1);
     g_assert_false(irr_bit(&f, 0, 0x30));
-    outb(&f, 0x20, 0x0A);
-    g_assert_cmphex(inb(&f, 0x20), ==, 0x01); /* only IRQ 0's latched edge */
+    dh_outb(&f.m, 0x20, 0x0A);
+    g_assert_cmphex(dh_inb(&f.m, 0x20), ==, 0x01); /* only IRQ 0's latched edge */
     teardown(&f);
 }
 
@@ -199,15 +177,15 @@ static void test_extint_via_lint0(void)
     g_assert_cmpint(irqchip_cpu_acknowledge(&f.m, 0), ==, 0x09);
     g_assert_false(irqchip_cpu_has_interrupt(&f.m, 0));
     set_wire(&f, 1, 0);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     /* ExtINT bypasses the APIC's task priority */
     lapic_write_reg(f.m.lapic[0], LAPIC_REG_TPR, 0xFF);
     set_wire(&f, 12, 1);
     g_assert_true(irqchip_cpu_has_interrupt(&f.m, 0));
     g_assert_cmpint(irqchip_cpu_acknowledge(&f.m, 0), ==, 0x74);
     set_wire(&f, 12, 0);
-    outb(&f, 0xA0, 0x20);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0xA0, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     lapic_write_reg(f.m.lapic[0], LAPIC_REG_TPR, 0);
     /* LINT0 masked: the PIC no longer reaches the CPU */
     lapic_write_reg(f.m.lapic[0], LAPIC_REG_LVT_LINT0, 0x10700);
@@ -222,7 +200,7 @@ static void test_extint_via_lint0(void)
     /* with nothing left the APIC answers its spurious vector */
     g_assert_cmpint(irqchip_cpu_acknowledge(&f.m, 0), ==, 0xFF);
     /* globally disabled APIC: INTR comes straight from the PIC */
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     set_wire(&f, 3, 0);
     g_assert_cmpint(lapic_set_base(f.m.lapic[0], 0xFEE00100), ==, 0);
     set_wire(&f, 4, 1);

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "device_harness.h"
 #include "ioapic.h"
 #include "irqchip.h"
 #include "lapic.h"
@@ -19,24 +20,12 @@ struct fixture {
     unsigned kicks[CPUS];
 };
 
-static void count_kick(void *opaque)
-{
-    (*(unsigned *)opaque)++;
-}
-
 static const struct machine_device *const devices[] = {&ioapic_device, &lapic_device, &irqchip_device};
 
 static void setup(struct fixture *f)
 {
-    struct machine_config cfg = {.ram_size = 1 << 20, .cpus = CPUS, .manual_clock = true};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(&f->m, &cfg, devices, G_N_ELEMENTS(devices), &err), ==, 0);
-    machine_lock(&f->m);
-    for (unsigned i = 0; i < CPUS; i++) {
-        f->kicks[i] = 0;
-        g_assert_nonnull(f->m.lapic[i]);
-        lapic_set_kick(f->m.lapic[i], count_kick, &f->kicks[i]);
-    }
+    dh_machine_init(&f->m, devices, G_N_ELEMENTS(devices), CPUS, 1 << 20);
+    dh_count_lapic_kicks(&f->m, f->kicks);
     g_assert_null(f->m.lapic[CPUS]);
     machine_set_current_cpu(0);
 }
@@ -44,22 +33,19 @@ static void setup(struct fixture *f)
 static void teardown(struct fixture *f)
 {
     machine_set_current_cpu(0);
-    machine_unlock(&f->m);
-    machine_destroy(&f->m);
+    dh_machine_fini(&f->m);
 }
 
 static uint32_t rd(struct fixture *f, unsigned cpu, uint32_t reg)
 {
-    uint64_t v = 0;
     machine_set_current_cpu(cpu);
-    g_assert_true(io_bus_read(&f->m.mmio, LAPIC_BASE + reg, 4, &v));
-    return v;
+    return dh_readl(&f->m, LAPIC_BASE + reg);
 }
 
 static void wr(struct fixture *f, unsigned cpu, uint32_t reg, uint32_t v)
 {
     machine_set_current_cpu(cpu);
-    g_assert_true(io_bus_write(&f->m.mmio, LAPIC_BASE + reg, 4, v));
+    dh_writel(&f->m, LAPIC_BASE + reg, v);
 }
 
 static struct lapic *apic(struct fixture *f, unsigned cpu)

@@ -2,10 +2,10 @@
  * extended register bits, 0xCF9 reaches the reset control register, and the firmware-style allocator places
  * every BAR aligned, without overlap, inside the windows, and redoes it after a reset. */
 #include <errno.h>
-#include <string.h>
 
 #include <glib.h>
 
+#include "device_harness.h"
 #include "machine.h"
 #include "pci.h"
 #include "pci_host.h"
@@ -23,39 +23,16 @@ static const struct machine_device *const board[] = {&pci_host_device, &pci_test
 static const struct machine_device *const board_with_sysctl[] = {&pit_device, &sysctl_ports_device,
                                                                  &pci_host_device, &pci_testdev_device};
 
-static void machine_up_with(struct machine *m, const struct machine_device *const *devs, unsigned n,
-                            uint64_t ram)
-{
-    struct machine_config cfg = {.ram_size = ram, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    if (machine_init(m, &cfg, devs, n, &err) < 0)
-        g_error("machine_init: %s", err);
-    machine_lock(m);
-}
-
 static void machine_up(struct machine *m)
 {
-    machine_up_with(m, board, G_N_ELEMENTS(board), 64 * MiB);
-}
-
-static void machine_down(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
-}
-
-static uint64_t pio_read(struct machine *m, uint64_t port, unsigned size)
-{
-    uint64_t v;
-    io_bus_read(&m->pio, port, size, &v);
-    return v;
+    dh_machine_init(m, board, G_N_ELEMENTS(board), 1, 64 * MiB);
 }
 
 static uint32_t cf8_read(struct machine *m, unsigned slot, unsigned fn, unsigned reg, unsigned size)
 {
     io_bus_write(&m->pio, PCI_CONFIG_ADDRESS, 4,
                  PCI_CONFIG_ADDRESS_ENABLE | slot << 11 | fn << 8 | (reg & 0xfc));
-    return (uint32_t)pio_read(m, PCI_CONFIG_DATA + (reg & 3), size);
+    return (uint32_t)dh_pio_read_unchecked(m, PCI_CONFIG_DATA + (reg & 3), size);
 }
 
 static void cf8_write(struct machine *m, unsigned slot, unsigned fn, unsigned reg, uint32_t v, unsigned size)
@@ -73,14 +50,12 @@ static uint64_t ecam_addr(unsigned bus, unsigned slot, unsigned fn, unsigned reg
 static uint64_t ecam_read(struct machine *m, unsigned bus, unsigned slot, unsigned fn, unsigned reg,
                           unsigned size)
 {
-    uint64_t v;
-    g_assert_true(io_bus_read(&m->mmio, ecam_addr(bus, slot, fn, reg), size, &v));
-    return v;
+    return dh_mmio_read(m, ecam_addr(bus, slot, fn, reg), size);
 }
 
 static void ecam_write(struct machine *m, unsigned slot, unsigned fn, unsigned reg, uint64_t v, unsigned size)
 {
-    g_assert_true(io_bus_write(&m->mmio, ecam_addr(0, slot, fn, reg), size, v));
+    dh_mmio_write(m, ecam_addr(0, slot, fn, reg), size, v);
 }
 
 /* ---------------------------------------------------------------- ECAM */
@@ -114,7 +89,7 @@ static void test_ecam_matches_cf8(void)
     /* Read-only bits hold through ECAM too. */
     ecam_write(&m, TD, 0, PCI_VENDOR_ID, 0, 4);
     g_assert_cmphex(ecam_read(&m, 0, TD, 0, 0, 4), ==, 0x00051b36);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_ecam_absent_and_bad_accesses(void)
@@ -142,7 +117,7 @@ static void test_ecam_absent_and_bad_accesses(void)
     g_assert_cmphex(ecam_read(&m, 0, TD, 0, BAR(2), 4), ==, 0xc010000c);
     g_assert_cmphex(ecam_read(&m, 0, TD, 0, BAR(3), 4), ==, 0x1);
     g_assert_cmphex(ecam_read(&m, 0, TD, 0, 4, 8), ==, 0xffffffffffffffffULL); /* misaligned qword */
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_ecam_extended_space(void)
@@ -167,7 +142,7 @@ static void test_ecam_extended_space(void)
     ecam_write(&m, 0, 0, 0x100, 0, 4);
     g_assert_cmphex(ecam_read(&m, 0, 0, 0, 0x100, 4), ==, 0xffffffff);
     g_assert_cmphex(ecam_read(&m, 0, 0, 0, 0xfff, 1), ==, 0xff);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_cf8_ignores_extended_register_bits(void)
@@ -177,9 +152,10 @@ static void test_cf8_ignores_extended_register_bits(void)
     ecam_write(&m, TD, 0, PCI_TESTDEV_VSEC_SCRATCH, 0x11223344, 4);
     /* Bits 27:24 would select 0x108; mechanism #1 only reaches 0x08 (the class/revision dword). */
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4, PCI_CONFIG_ADDRESS_ENABLE | 1u << 24 | TD << 11 | 0x08);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_ADDRESS, 4), ==, PCI_CONFIG_ADDRESS_ENABLE | TD << 11 | 0x08);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_DATA, 4), ==, 0x00ff0000);
-    machine_down(&m);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_ADDRESS, 4), ==,
+                    PCI_CONFIG_ADDRESS_ENABLE | TD << 11 | 0x08);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_DATA, 4), ==, 0x00ff0000);
+    dh_machine_fini(&m);
 }
 
 /* ---------------------------------------------------------------- 0xCF9 */
@@ -196,7 +172,7 @@ static void on_request(void *opaque, enum machine_request req)
 static void test_cf9_reaches_reset_control(void)
 {
     struct machine m;
-    machine_up_with(&m, board_with_sysctl, G_N_ELEMENTS(board_with_sysctl), 64 * MiB);
+    dh_machine_init(&m, board_with_sysctl, G_N_ELEMENTS(board_with_sysctl), 1, 64 * MiB);
     reset_requests = 0;
     machine_set_request_handler(&m, on_request, NULL);
     g_assert_false(m.sysctl_ports->rcr_registered);
@@ -205,19 +181,19 @@ static void test_cf9_reaches_reset_control(void)
     g_assert_cmpstr(r->name, ==, "pci-config");
     /* Linux's "reboot=pci": SYS_RST first, then SYS_RST | RST_CPU. */
     io_bus_write(&m.pio, 0xcf9, 1, SYSCTL_RCR_SYS_RST);
-    g_assert_cmphex(pio_read(&m, 0xcf9, 1), ==, SYSCTL_RCR_SYS_RST);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcf9, 1), ==, SYSCTL_RCR_SYS_RST);
     g_assert_cmpuint(reset_requests, ==, 0);
     io_bus_write(&m.pio, 0xcf9, 1, SYSCTL_RCR_SYS_RST | SYSCTL_RCR_RST_CPU);
     g_assert_cmpuint(reset_requests, ==, 1);
     /* The config mechanism still works beside it. */
     g_assert_cmphex(cf8_read(&m, 0, 0, 0, 4), ==, 0x00081b36);
-    machine_down(&m);
+    dh_machine_fini(&m);
 
     /* Without sysctl_ports, 0xCF9 floats. */
     machine_up(&m);
-    g_assert_cmphex(pio_read(&m, 0xcf9, 1), ==, 0xff);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcf9, 1), ==, 0xff);
     io_bus_write(&m.pio, 0xcf9, 1, 0x06);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 /* ---------------------------------------------------------------- resource assignment */
@@ -338,7 +314,7 @@ static void test_assign_aligned_disjoint_in_windows(void)
     bardev_free(b);
     for (unsigned i = 0; i < 4; i++)
         pci_testdev_free(extra[i]);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_assign_64bit_goes_high_when_32bit_window_needed(void)
@@ -361,7 +337,7 @@ static void test_assign_64bit_goes_high_when_32bit_window_needed(void)
     g_assert_cmphex(pci_bar_address(&b->pci, 2), ==, PCI_MMIO32_BASE + 768 * MiB);
     bardev_free(a);
     bardev_free(b);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_assign_reports_exhaustion(void)
@@ -386,7 +362,7 @@ static void test_assign_reports_exhaustion(void)
     g_assert_cmphex(pci_bar_address(pci_bus_get_device(m.pci, TD, 0), 1), ==, 0);
     for (unsigned i = 0; i < 11; i++)
         bardev_free(b[i]);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_mmio64_base_follows_ram(void)
@@ -419,7 +395,7 @@ static void test_reset_redoes_assignment(void)
     g_assert_null(io_bus_find(&m.mmio, 0xd0000000, 1));
     struct placed p[8];
     g_assert_cmpuint(check_assignment(&m, p, G_N_ELEMENTS(p)), ==, 3);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 int main(int argc, char **argv)

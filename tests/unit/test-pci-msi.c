@@ -2,10 +2,10 @@
  * pending bits, the MSI-X table and PBA in a BAR (access sizes, reserved bits), vector and function masks
  * with delivery on unmask, vector range checks, and which mechanism pci_msi_notify picks. */
 #include <errno.h>
-#include <string.h>
 
 #include <glib.h>
 
+#include "device_harness.h"
 #include "machine.h"
 #include "pci.h"
 #include "pci_host.h"
@@ -19,34 +19,13 @@
 #define TABLE 0x000
 #define PBA 0x800
 
-struct recorder {
-    int level[MACHINE_GSI_COUNT];
-    struct msi_message msg[32];
-    unsigned nmsi;
-};
-
-static struct recorder rec;
-
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct recorder *r = opaque;
-    r->level[gsi] = level;
-}
-
-static void rec_send_msi(void *opaque, const struct msi_message *msg)
-{
-    struct recorder *r = opaque;
-    g_assert_cmpuint(r->nmsi, <, G_N_ELEMENTS(r->msg));
-    r->msg[r->nmsi++] = *msg;
-}
-
-static const struct irqchip_ops rec_ops = {rec_set_gsi, rec_send_msi};
+static struct irq_recorder rec;
 
 static void assert_msg(unsigned i, uint64_t addr, uint32_t data)
 {
     g_assert_cmpuint(rec.nmsi, >, i);
-    g_assert_cmphex(rec.msg[i].address, ==, addr);
-    g_assert_cmphex(rec.msg[i].data, ==, data);
+    g_assert_cmphex(rec.msi[i].address, ==, addr);
+    g_assert_cmphex(rec.msi[i].data, ==, data);
 }
 
 /* A function with the interrupt capabilities a test asks for; BAR0 (4 KiB) only holds MSI-X structures. */
@@ -66,13 +45,8 @@ static struct msidev dev;
 static void setup(const struct msidev_cfg *c)
 {
     static const struct machine_device *const board[] = {&pci_host_device};
-    struct machine_config cfg = {.ram_size = 64 * MiB, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    if (machine_init(&m, &cfg, board, G_N_ELEMENTS(board), &err) < 0)
-        g_error("machine_init: %s", err);
-    memset(&rec, 0, sizeof(rec));
-    machine_set_irqchip(&m, &rec_ops, &rec);
-    machine_lock(&m);
+    dh_machine_init(&m, board, G_N_ELEMENTS(board), 1, 64 * MiB);
+    dh_record_irqs(&m, &rec, DH_ANY_GSI | DH_MSI);
 
     static const struct pci_device_info info = {
         .name = "msidev", .vendor_id = 0x1234, .device_id = 0x5678, .interrupt_pin = 1};
@@ -88,21 +62,18 @@ static void setup(const struct msidev_cfg *c)
 static void teardown(void)
 {
     pci_unregister_device(&dev.pci);
-    machine_unlock(&m);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 /* Config space through ECAM, the way Linux reaches it. */
 static uint32_t cfg_read(unsigned reg, unsigned size)
 {
-    uint64_t v;
-    g_assert_true(io_bus_read(&m.mmio, PCI_ECAM_BASE + (SLOT << 15) + reg, size, &v));
-    return (uint32_t)v;
+    return (uint32_t)dh_mmio_read(&m, PCI_ECAM_BASE + (SLOT << 15) + reg, size);
 }
 
 static void cfg_write(unsigned reg, uint32_t v, unsigned size)
 {
-    g_assert_true(io_bus_write(&m.mmio, PCI_ECAM_BASE + (SLOT << 15) + reg, size, v));
+    dh_mmio_write(&m, PCI_ECAM_BASE + (SLOT << 15) + reg, size, v);
 }
 
 static void bus_master(bool on)
@@ -119,14 +90,12 @@ static void map_bar0(void)
 
 static uint64_t bar_read(uint64_t off, unsigned size)
 {
-    uint64_t v;
-    g_assert_true(io_bus_read(&m.mmio, BAR0_ADDR + off, size, &v));
-    return v;
+    return dh_mmio_read(&m, BAR0_ADDR + off, size);
 }
 
 static void bar_write(uint64_t off, uint64_t v, unsigned size)
 {
-    g_assert_true(io_bus_write(&m.mmio, BAR0_ADDR + off, size, v));
+    dh_mmio_write(&m, BAR0_ADDR + off, size, v);
 }
 
 static void msix_entry(unsigned v, uint64_t addr, uint32_t data, bool masked)
@@ -535,13 +504,8 @@ static void test_init_validation(void)
 static void test_testdev_notify_register(void)
 {
     static const struct machine_device *const board[] = {&pci_host_device, &pci_testdev_device};
-    struct machine_config cfg = {.ram_size = 64 * MiB, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    if (machine_init(&m, &cfg, board, G_N_ELEMENTS(board), &err) < 0)
-        g_error("machine_init: %s", err);
-    memset(&rec, 0, sizeof(rec));
-    machine_set_irqchip(&m, &rec_ops, &rec);
-    machine_lock(&m);
+    dh_machine_init(&m, board, G_N_ELEMENTS(board), 1, 64 * MiB);
+    dh_record_irqs(&m, &rec, DH_ANY_GSI | DH_MSI);
     g_assert_cmpint(pci_host_assign_resources(m.pci), ==, 0);
     struct pci_device *d = pci_bus_get_device(m.pci, PCI_TESTDEV_SLOT, 0);
     uint64_t regs = pci_bar_address(d, PCI_TESTDEV_BAR_REGS), io = pci_bar_address(d, PCI_TESTDEV_BAR_IO);
@@ -574,8 +538,7 @@ static void test_testdev_notify_register(void)
     /* MSI-X structures are the core's: writes there are not recorded by the device. */
     io_bus_read(&m.mmio, regs + PCI_TESTDEV_LAST_OFFSET, 4, &v);
     g_assert_cmphex(v, ==, PCI_TESTDEV_NOTIFY);
-    machine_unlock(&m);
-    machine_destroy(&m);
+    dh_machine_fini(&m);
 }
 
 int main(int argc, char **argv)

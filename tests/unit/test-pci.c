@@ -2,10 +2,10 @@
  * bits), BAR sizing and mapping as the command register and BARs change, capability lists and INTx
  * routing/sharing. */
 #include <errno.h>
-#include <string.h>
 
 #include <glib.h>
 
+#include "device_harness.h"
 #include "machine.h"
 #include "pci.h"
 #include "pci_host.h"
@@ -13,50 +13,15 @@
 
 #define MiB (1024ULL * 1024)
 
-struct recorder {
-    int level[MACHINE_GSI_COUNT];
-    unsigned calls[MACHINE_GSI_COUNT];
-    unsigned nmsi;
-};
-
-static struct recorder rec;
-
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct recorder *r = opaque;
-    g_assert_cmpuint(gsi, <, MACHINE_GSI_COUNT);
-    r->level[gsi] = level;
-    r->calls[gsi]++;
-}
-
-static void rec_send_msi(void *opaque, const struct msi_message *msg)
-{
-    struct recorder *r = opaque;
-    (void)msg;
-    r->nmsi++;
-}
-
-static const struct irqchip_ops rec_ops = {rec_set_gsi, rec_send_msi};
+static struct irq_recorder rec;
 
 static const struct machine_device *const board[] = {&pci_host_device, &pci_testdev_device};
 
 /* A machine with the host bridge and the test function at PCI_TESTDEV_SLOT, locked. */
 static void machine_up(struct machine *m)
 {
-    struct machine_config cfg = {.ram_size = 64 * MiB, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    int r = machine_init(m, &cfg, board, G_N_ELEMENTS(board), &err);
-    if (r < 0)
-        g_error("machine_init: %s", err);
-    memset(&rec, 0, sizeof(rec));
-    machine_set_irqchip(m, &rec_ops, &rec);
-    machine_lock(m);
-}
-
-static void machine_down(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
+    dh_machine_init(m, board, G_N_ELEMENTS(board), 1, 64 * MiB);
+    dh_record_irqs(m, &rec, DH_ANY_GSI | DH_MSI);
 }
 
 static struct pci_testdev *testdev(struct machine *m)
@@ -80,18 +45,11 @@ static uint32_t cf8(unsigned bus, unsigned slot, unsigned fn, unsigned reg)
     return PCI_CONFIG_ADDRESS_ENABLE | bus << 16 | slot << 11 | fn << 8 | (reg & 0xfc);
 }
 
-static uint64_t pio_read(struct machine *m, uint64_t port, unsigned size)
-{
-    uint64_t v;
-    io_bus_read(&m->pio, port, size, &v);
-    return v;
-}
-
 static uint32_t cfg_read_bus(struct machine *m, unsigned bus, unsigned slot, unsigned fn, unsigned reg,
                              unsigned size)
 {
-    g_assert_true(io_bus_write(&m->pio, PCI_CONFIG_ADDRESS, 4, cf8(bus, slot, fn, reg)));
-    return (uint32_t)pio_read(m, PCI_CONFIG_DATA + (reg & 3), size);
+    dh_outl(m, PCI_CONFIG_ADDRESS, cf8(bus, slot, fn, reg));
+    return (uint32_t)dh_pio_read_unchecked(m, PCI_CONFIG_DATA + (reg & 3), size);
 }
 
 static uint32_t cfg_read(struct machine *m, unsigned slot, unsigned fn, unsigned reg, unsigned size)
@@ -101,8 +59,8 @@ static uint32_t cfg_read(struct machine *m, unsigned slot, unsigned fn, unsigned
 
 static void cfg_write(struct machine *m, unsigned slot, unsigned fn, unsigned reg, uint32_t v, unsigned size)
 {
-    g_assert_true(io_bus_write(&m->pio, PCI_CONFIG_ADDRESS, 4, cf8(0, slot, fn, reg)));
-    g_assert_true(io_bus_write(&m->pio, PCI_CONFIG_DATA + (reg & 3), size, v));
+    dh_outl(m, PCI_CONFIG_ADDRESS, cf8(0, slot, fn, reg));
+    dh_pio_write(m, PCI_CONFIG_DATA + (reg & 3), size, v);
 }
 
 static uint64_t mmio_read(struct machine *m, uint64_t addr, unsigned size, bool *hit)
@@ -136,7 +94,7 @@ static void test_cf8_host_bridge_ids(void)
     g_assert_cmphex(cfg_read(&m, 0, 0, PCI_INTERRUPT_PIN, 1), ==, 0);
     g_assert_cmphex(cfg_read(&m, TD, 0, PCI_VENDOR_ID, 4), ==, 0x00051b36);
     g_assert_cmphex(cfg_read(&m, TD, 0, PCI_REVISION_ID, 4), ==, 0x00ff0000);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_cf8_absent_reads_ones(void)
@@ -155,12 +113,12 @@ static void test_cf8_absent_reads_ones(void)
     /* With the enable bit clear, data reads float and writes go nowhere. */
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4,
                  cf8(0, 0, 0, PCI_INTERRUPT_LINE) & ~PCI_CONFIG_ADDRESS_ENABLE);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_DATA, 4), ==, 0xffffffff);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_DATA, 4), ==, 0xffffffff);
     io_bus_write(&m.pio, PCI_CONFIG_DATA, 1, 0x5a);
     g_assert_cmphex(cfg_read(&m, 0, 0, PCI_INTERRUPT_LINE, 1), ==, 0);
     cfg_write(&m, 0, 0, PCI_INTERRUPT_LINE, 0x5a, 1);
     g_assert_cmphex(cfg_read(&m, 0, 0, PCI_INTERRUPT_LINE, 1), ==, 0x5a);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_cf8_sub_dword_accesses(void)
@@ -168,12 +126,12 @@ static void test_cf8_sub_dword_accesses(void)
     struct machine m;
     machine_up(&m);
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4, cf8(0, TD, 0, 0));
-    g_assert_cmphex(pio_read(&m, 0xcfc, 1), ==, 0x36);
-    g_assert_cmphex(pio_read(&m, 0xcfd, 1), ==, 0x1b);
-    g_assert_cmphex(pio_read(&m, 0xcfe, 1), ==, 0x05);
-    g_assert_cmphex(pio_read(&m, 0xcff, 1), ==, 0x00);
-    g_assert_cmphex(pio_read(&m, 0xcfd, 2), ==, 0x051b);
-    g_assert_cmphex(pio_read(&m, 0xcfe, 2), ==, 0x0005);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfc, 1), ==, 0x36);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfd, 1), ==, 0x1b);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfe, 1), ==, 0x05);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcff, 1), ==, 0x00);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfd, 2), ==, 0x051b);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfe, 2), ==, 0x0005);
     /* A dword at 0xCFD would cross 0xCFF: not decoded at all. */
     uint64_t v;
     g_assert_false(io_bus_read(&m.pio, 0xcfd, 4, &v));
@@ -183,12 +141,12 @@ static void test_cf8_sub_dword_accesses(void)
     io_bus_write(&m.pio, 0xcfc, 1, 0x0b);
     io_bus_write(&m.pio, 0xcfd, 1, 0x03);
     io_bus_write(&m.pio, 0xcfe, 2, 0xffff);
-    g_assert_cmphex(pio_read(&m, 0xcfc, 4), ==, 0x0000010b);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfc, 4), ==, 0x0000010b);
     /* Cache line size byte at 0x0C; latency timer next to it stays 0. */
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4, cf8(0, TD, 0, PCI_CACHE_LINE_SIZE));
     io_bus_write(&m.pio, 0xcfc, 2, 0xff10);
-    g_assert_cmphex(pio_read(&m, 0xcfc, 4), ==, 0x00000010);
-    machine_down(&m);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfc, 4), ==, 0x00000010);
+    dh_machine_fini(&m);
 }
 
 static void test_cf8_address_register(void)
@@ -196,16 +154,16 @@ static void test_cf8_address_register(void)
     struct machine m;
     machine_up(&m);
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4, 0x80000000);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80000000);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80000000);
     io_bus_write(&m.pio, PCI_CONFIG_ADDRESS, 4, 0xffffffff);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80fffffc);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80fffffc);
     /* Only dword accesses reach CONFIG_ADDRESS. */
     io_bus_write(&m.pio, 0xcfb, 1, 0x01);
     io_bus_write(&m.pio, 0xcf8, 2, 0x1234);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80fffffc);
-    g_assert_cmphex(pio_read(&m, 0xcf8, 1), ==, 0xff);
-    g_assert_cmphex(pio_read(&m, 0xcfa, 2), ==, 0xffff);
-    machine_down(&m);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_ADDRESS, 4), ==, 0x80fffffc);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcf8, 1), ==, 0xff);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xcfa, 2), ==, 0xffff);
+    dh_machine_fini(&m);
 }
 
 /* ---------------------------------------------------------------- read-only and RW1C bits */
@@ -246,7 +204,7 @@ static void test_config_read_only_bits(void)
     cfg_write(&m, TD, 0, PCI_COMMAND, PCI_COMMAND_SERR, 4);
     g_assert_cmphex(cfg_read(&m, TD, 0, PCI_COMMAND, 4), ==,
                     (uint32_t)(PCI_STATUS_CAP_LIST | PCI_STATUS_DETECTED_PARITY) << 16 | PCI_COMMAND_SERR);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 /* ---------------------------------------------------------------- BARs */
@@ -275,7 +233,7 @@ static void test_bar_sizing(void)
     /* No decoding was on, so nothing appeared on the buses. */
     g_assert_false(mapped(&m.mmio, 0xc0001000));
     g_assert_false(mapped(&m.mmio, 0xfffff000));
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_command_toggles_mapping(void)
@@ -303,7 +261,7 @@ static void test_bar_command_toggles_mapping(void)
     g_assert_true(mapped(&m.mmio, 0xc0001000));
     /* A BAR left at 0 is "unassigned" and never decodes. */
     g_assert_false(mapped(&m.mmio, 0));
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_move(void)
@@ -330,7 +288,7 @@ static void test_bar_move(void)
     cfg_write(&m, TD, 0, BAR(0), 0xd0000000, 4);
     g_assert_false(mapped(&m.mmio, 0xfffff000));
     g_assert_true(mapped(&m.mmio, 0xd0000000));
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_mem64_high_dword(void)
@@ -357,7 +315,7 @@ static void test_bar_mem64_high_dword(void)
     g_assert_true(mapped(&m.mmio, 0x900200000ULL));
     g_assert_cmphex(td->last_bar, ==, PCI_TESTDEV_BAR_MEM);
     g_assert_cmphex(td->last_size, ==, 8);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_io(void)
@@ -369,17 +327,17 @@ static void test_bar_io(void)
     cfg_write(&m, TD, 0, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
     g_assert_false(mapped(&m.pio, 0xc040));
     cfg_write(&m, TD, 0, PCI_COMMAND, PCI_COMMAND_IO, 2);
-    g_assert_cmphex(pio_read(&m, 0xc040 + PCI_TESTDEV_ID, 4), ==, PCI_TESTDEV_MAGIC);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xc040 + PCI_TESTDEV_ID, 4), ==, PCI_TESTDEV_MAGIC);
     g_assert_true(io_bus_write(&m.pio, 0xc040 + PCI_TESTDEV_SCRATCH, 4, 0xcafe));
-    g_assert_cmphex(pio_read(&m, 0xc040 + PCI_TESTDEV_SCRATCH, 2), ==, 0xcafe);
-    g_assert_cmphex(pio_read(&m, 0xc040 + PCI_TESTDEV_LAST_BAR, 4), ==, PCI_TESTDEV_BAR_IO);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xc040 + PCI_TESTDEV_SCRATCH, 2), ==, 0xcafe);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, 0xc040 + PCI_TESTDEV_LAST_BAR, 4), ==, PCI_TESTDEV_BAR_IO);
     g_assert_true(mapped(&m.pio, 0xc05f));
     g_assert_false(mapped(&m.pio, 0xc060));
     /* Beyond port 0xFFFF an I/O BAR cannot decode. */
     cfg_write(&m, TD, 0, BAR(1), 0x10000, 4);
     g_assert_false(mapped(&m.pio, 0xc040));
     g_assert_false(mapped(&m.pio, 0x10000));
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_overlap_left_unmapped(void)
@@ -407,7 +365,7 @@ static void test_bar_overlap_left_unmapped(void)
     g_assert_false(b->pci.bars[0].mapped);
     g_assert_false(mapped(&m.mmio, 0x00100000));
     pci_testdev_free(b);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_bar_register_validation(void)
@@ -460,7 +418,7 @@ static void test_caps_list_walk(void)
     /* Writing the ID or next pointer changes nothing. */
     cfg_write(&m, TD, 0, 0x40, 0xffff, 2);
     g_assert_cmphex(cfg_read(&m, TD, 0, 0x40, 2), ==, 0x5805);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_caps_builder(void)
@@ -520,7 +478,7 @@ static void test_intx_routing_formula(void)
     io_bus_write(&m.mmio, 0xc0000000 + PCI_TESTDEV_INTX, 4, 0);
     g_assert_cmpint(rec.level[19], ==, 0);
     g_assert_false(cfg_read(&m, TD, 0, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_intx_shared_line(void)
@@ -544,7 +502,7 @@ static void test_intx_shared_line(void)
     pci_testdev_free(a);
     g_assert_cmpint(rec.level[17], ==, 0);
     pci_testdev_free(b);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_intx_disable_bit(void)
@@ -566,7 +524,7 @@ static void test_intx_disable_bit(void)
     pci_set_irq(d, 0);
     g_assert_cmpint(rec.level[19], ==, 0);
     g_assert_cmpuint(rec.calls[19], ==, 4);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 /* ---------------------------------------------------------------- the bus */
@@ -586,7 +544,7 @@ static void test_multifunction_header_bit(void)
     g_assert_cmphex(cfg_read(&m, 2, 0, PCI_HEADER_TYPE, 1), ==, 0x00);
     g_assert_cmphex(cfg_read(&m, 2, 3, PCI_VENDOR_ID, 2), ==, 0xffff);
     pci_testdev_free(f0);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_register_rejects_bad_slots(void)
@@ -605,7 +563,7 @@ static void test_register_rejects_bad_slots(void)
     g_free(err);
     g_assert_null(pci_bus_get_device(m.pci, 32, 0));
     g_assert_null(pci_bus_get_device(m.pci, 1, 8));
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_reset_clears_guest_state(void)
@@ -620,7 +578,7 @@ static void test_reset_clears_guest_state(void)
     io_bus_write(&m.mmio, 0xc0000000 + PCI_TESTDEV_INTX, 4, 1);
     g_assert_cmpint(rec.level[19], ==, 1);
     machine_reset(&m);
-    g_assert_cmphex(pio_read(&m, PCI_CONFIG_ADDRESS, 4), ==, 0);
+    g_assert_cmphex(dh_pio_read_unchecked(&m, PCI_CONFIG_ADDRESS, 4), ==, 0);
     g_assert_cmphex(cfg_read(&m, TD, 0, PCI_COMMAND, 2), ==, 0);
     g_assert_cmphex(cfg_read(&m, TD, 0, BAR(0), 4), ==, 0);
     g_assert_cmphex(cfg_read(&m, TD, 0, BAR(1), 4), ==, 1);
@@ -631,7 +589,7 @@ static void test_reset_clears_guest_state(void)
     g_assert_false(mapped(&m.mmio, 0xc0000000));
     g_assert_cmpint(rec.level[19], ==, 0);
     g_assert_cmphex(td->scratch, ==, 0);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_testdev_dma_needs_bus_master(void)
@@ -663,7 +621,7 @@ static void test_testdev_dma_needs_bus_master(void)
     g_assert_cmphex(mmio_read(&m, r + PCI_TESTDEV_LAST_SIZE, 4, NULL), ==, 1);
     g_assert_cmphex(mmio_read(&m, r + PCI_TESTDEV_LAST_VALUE_LO, 4, NULL), ==, 0xab);
     g_assert_cmphex(mmio_read(&m, r + PCI_TESTDEV_WRITE_COUNT, 4, NULL), ==, 7);
-    machine_down(&m);
+    dh_machine_fini(&m);
 }
 
 int main(int argc, char **argv)

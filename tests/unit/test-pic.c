@@ -3,6 +3,7 @@
  */
 #include <glib.h>
 
+#include "device_harness.h"
 #include "log.h"
 #include "machine.h"
 #include "pic.h"
@@ -24,33 +25,16 @@ static const struct machine_device *const devices[] = {&pic_device};
 
 static void setup(struct fixture *f)
 {
-    struct machine_config cfg = {.ram_size = 1 << 20, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
     f->int_changes = 0;
     f->int_level = false;
-    g_assert_cmpint(machine_init(&f->m, &cfg, devices, G_N_ELEMENTS(devices), &err), ==, 0);
-    g_assert_null(err);
+    dh_machine_init(&f->m, devices, G_N_ELEMENTS(devices), 1, 1 << 20);
     g_assert_nonnull(f->m.pic);
-    machine_lock(&f->m);
     pic_set_int_handler(f->m.pic, int_changed, f);
 }
 
 static void teardown(struct fixture *f)
 {
-    machine_unlock(&f->m);
-    machine_destroy(&f->m);
-}
-
-static void outb(struct fixture *f, uint16_t port, uint8_t v)
-{
-    g_assert_true(io_bus_write(&f->m.pio, port, 1, v));
-}
-
-static uint8_t inb(struct fixture *f, uint16_t port)
-{
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&f->m.pio, port, 1, &v));
-    return v;
+    dh_machine_fini(&f->m);
 }
 
 static void irq(struct fixture *f, unsigned n, int level)
@@ -67,49 +51,49 @@ static void pulse(struct fixture *f, unsigned n)
 /* The PC sequence: edge, cascade on IR2, 8086 mode, with the given ICW4 extra bits. */
 static void init_pics(struct fixture *f, uint8_t master_base, uint8_t slave_base, uint8_t icw4)
 {
-    outb(f, 0x20, 0x11);
-    outb(f, 0x21, master_base);
-    outb(f, 0x21, 0x04);
-    outb(f, 0x21, 0x01 | icw4);
-    outb(f, 0xA0, 0x11);
-    outb(f, 0xA1, slave_base);
-    outb(f, 0xA1, 0x02);
-    outb(f, 0xA1, 0x01 | icw4);
+    dh_outb(&f->m, 0x20, 0x11);
+    dh_outb(&f->m, 0x21, master_base);
+    dh_outb(&f->m, 0x21, 0x04);
+    dh_outb(&f->m, 0x21, 0x01 | icw4);
+    dh_outb(&f->m, 0xA0, 0x11);
+    dh_outb(&f->m, 0xA1, slave_base);
+    dh_outb(&f->m, 0xA1, 0x02);
+    dh_outb(&f->m, 0xA1, 0x01 | icw4);
 }
 
 static uint8_t read_isr(struct fixture *f, uint16_t base)
 {
-    outb(f, base, 0x0B);
-    return inb(f, base);
+    dh_outb(&f->m, base, 0x0B);
+    return dh_inb(&f->m, base);
 }
 
 static uint8_t read_irr(struct fixture *f, uint16_t base)
 {
-    outb(f, base, 0x0A);
-    return inb(f, base);
+    dh_outb(&f->m, base, 0x0A);
+    return dh_inb(&f->m, base);
 }
 
 static void test_init_vector_base(void)
 {
     struct fixture f;
     setup(&f);
-    outb(&f, 0x21, 0x5A);
-    init_pics(&f, 0x37, 0x70, 0);             /* T2-T0 of ICW2 are ignored */
-    g_assert_cmphex(inb(&f, 0x21), ==, 0x00); /* ICW1 clears the IMR */
-    g_assert_cmphex(inb(&f, 0xA1), ==, 0x00);
+    dh_outb(&f.m, 0x21, 0x5A);
+    init_pics(&f, 0x37, 0x70, 0);                  /* T2-T0 of ICW2 are ignored */
+    g_assert_cmphex(dh_inb(&f.m, 0x21), ==, 0x00); /* ICW1 clears the IMR */
+    g_assert_cmphex(dh_inb(&f.m, 0xA1), ==, 0x00);
     g_assert_false(pic_has_interrupt(f.m.pic));
     pulse(&f, 1);
     g_assert_true(pic_has_interrupt(f.m.pic));
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x31);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     pulse(&f, 14);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x76);
     /* Without IC4 no ICW4 is expected: the third write after ICW1 (single mode) is the IMR. */
-    outb(&f, 0x20, 0x12); /* SNGL, no IC4 */
-    outb(&f, 0x21, 0x08);
-    outb(&f, 0x21, 0xF0);
-    g_assert_cmphex(inb(&f, 0x21), ==, 0xF0);
+    dh_outb(&f.m, 0x20, 0x12); /* SNGL, no IC4 */
+    dh_outb(&f.m, 0x21, 0x08);
+    dh_outb(&f.m, 0x21, 0xF0);
+    g_assert_cmphex(dh_inb(&f.m, 0x21), ==, 0xF0);
     teardown(&f);
 }
 
@@ -118,25 +102,25 @@ static void test_imr_masks(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0);
-    outb(&f, 0x21, 0x02);
-    g_assert_cmphex(inb(&f, 0x21), ==, 0x02);
+    dh_outb(&f.m, 0x21, 0x02);
+    g_assert_cmphex(dh_inb(&f.m, 0x21), ==, 0x02);
     pulse(&f, 1);
     g_assert_false(pic_has_interrupt(f.m.pic));
     g_assert_cmphex(read_irr(&f, 0x20), ==, 0x02); /* requested, but masked */
     g_assert_cmpuint(f.int_changes, ==, 0);
-    outb(&f, 0x21, 0x00);
+    dh_outb(&f.m, 0x21, 0x00);
     g_assert_true(pic_has_interrupt(f.m.pic));
     g_assert_cmpuint(f.int_changes, ==, 1);
     g_assert_true(f.int_level);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x21);
     g_assert_cmpuint(f.int_changes, ==, 2);
     g_assert_false(f.int_level);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     /* masking the slave's line on the master hides every slave IRQ */
-    outb(&f, 0x21, 0x04);
+    dh_outb(&f.m, 0x21, 0x04);
     pulse(&f, 12);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x21, 0x00);
+    dh_outb(&f.m, 0x21, 0x00);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x2C);
     teardown(&f);
 }
@@ -156,17 +140,17 @@ static void test_priority_nesting(void)
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x21);
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x0A);
     g_assert_cmphex(read_irr(&f, 0x20), ==, 0x20);
-    outb(&f, 0x20, 0x20); /* non-specific EOI ends the highest: IR1 */
+    dh_outb(&f.m, 0x20, 0x20); /* non-specific EOI ends the highest: IR1 */
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x08);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x00);
     g_assert_true(pic_has_interrupt(f.m.pic));
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x25);
     /* two requests at once: the lowest-numbered wins */
     pulse(&f, 7);
     pulse(&f, 6);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x26);
     teardown(&f);
 }
@@ -180,11 +164,11 @@ static void test_specific_eoi(void)
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
     pulse(&f, 1);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x21);
-    outb(&f, 0x20, 0x63); /* specific EOI for IR3, not the highest in service */
+    dh_outb(&f.m, 0x20, 0x63); /* specific EOI for IR3, not the highest in service */
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x02);
-    outb(&f, 0x20, 0x65); /* EOI for a level not in service changes nothing */
+    dh_outb(&f.m, 0x20, 0x65); /* EOI for a level not in service changes nothing */
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x02);
-    outb(&f, 0x20, 0x61);
+    dh_outb(&f.m, 0x20, 0x61);
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x00);
     teardown(&f);
 }
@@ -210,24 +194,24 @@ static void test_rotation(void)
     init_pics(&f, 0x20, 0x28, 0);
     pulse(&f, 0);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x20);
-    outb(&f, 0x20, 0xA0); /* rotate on non-specific EOI: IR0 becomes the lowest */
+    dh_outb(&f.m, 0x20, 0xA0); /* rotate on non-specific EOI: IR0 becomes the lowest */
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x00);
     pulse(&f, 0);
     pulse(&f, 7);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x27); /* IR7 now outranks IR0 */
-    outb(&f, 0x20, 0xE7); /* rotate on specific EOI for IR7: IR0 highest again */
+    dh_outb(&f.m, 0x20, 0xE7); /* rotate on specific EOI for IR7: IR0 highest again */
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x20);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     /* set priority: IR4 lowest, so IR5 highest */
-    outb(&f, 0x20, 0xC4);
+    dh_outb(&f.m, 0x20, 0xC4);
     pulse(&f, 3);
     pulse(&f, 6);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x26);
     /* in this order the nesting check ranks IR3 below IR6 in service */
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     teardown(&f);
 }
 
@@ -236,7 +220,7 @@ static void test_rotate_in_aeoi(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0x02);
-    outb(&f, 0x20, 0x80); /* rotate in automatic EOI mode */
+    dh_outb(&f.m, 0x20, 0x80); /* rotate in automatic EOI mode */
     pulse(&f, 3);
     pulse(&f, 5);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
@@ -251,18 +235,18 @@ static void test_poll_mode(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0);
-    outb(&f, 0x20, 0x0C);
-    g_assert_cmphex(inb(&f, 0x20), ==, 0x00); /* nothing pending */
+    dh_outb(&f.m, 0x20, 0x0C);
+    g_assert_cmphex(dh_inb(&f.m, 0x20), ==, 0x00); /* nothing pending */
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x00);
     pulse(&f, 5);
     pulse(&f, 3);
-    outb(&f, 0x20, 0x0C);
-    g_assert_cmphex(inb(&f, 0x20), ==, 0x83);
+    dh_outb(&f.m, 0x20, 0x0C);
+    g_assert_cmphex(dh_inb(&f.m, 0x20), ==, 0x83);
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x08); /* the poll read acted as INTA */
     g_assert_cmphex(read_irr(&f, 0x20), ==, 0x20);
     g_assert_false(pic_has_interrupt(f.m.pic));
     /* the poll is one-shot: the next read is a status read again */
-    g_assert_cmphex(inb(&f, 0x20), ==, 0x20);
+    g_assert_cmphex(dh_inb(&f.m, 0x20), ==, 0x20);
     teardown(&f);
 }
 
@@ -273,14 +257,14 @@ static void test_special_mask_mode(void)
     init_pics(&f, 0x20, 0x28, 0);
     pulse(&f, 3);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
-    outb(&f, 0x21, 0x08);
+    dh_outb(&f.m, 0x21, 0x08);
     pulse(&f, 5);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x20, 0x68); /* set special mask mode: masked in-service IR3 no longer blocks */
+    dh_outb(&f.m, 0x20, 0x68); /* set special mask mode: masked in-service IR3 no longer blocks */
     g_assert_true(pic_has_interrupt(f.m.pic));
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x25);
-    outb(&f, 0x20, 0x48); /* reset special mask mode */
-    outb(&f, 0x20, 0x65);
+    dh_outb(&f.m, 0x20, 0x48); /* reset special mask mode */
+    dh_outb(&f.m, 0x20, 0x65);
     pulse(&f, 6);
     g_assert_false(pic_has_interrupt(f.m.pic)); /* IR3 blocks again */
     teardown(&f);
@@ -294,10 +278,10 @@ static void test_edge_latch(void)
     pulse(&f, 4); /* the edge is latched though the line is already low */
     g_assert_true(pic_has_interrupt(f.m.pic));
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x24);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     irq(&f, 4, 1);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x24);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     irq(&f, 4, 1); /* still high: no new edge, no new request */
     g_assert_false(pic_has_interrupt(f.m.pic));
     irq(&f, 4, 0);
@@ -311,20 +295,20 @@ static void test_elcr_level(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0);
-    outb(&f, 0x4D0, 0xFF);
-    outb(&f, 0x4D1, 0xFF);
-    g_assert_cmphex(inb(&f, 0x4D0), ==, 0xF8); /* IRQ 0, 1, 2 always edge */
-    g_assert_cmphex(inb(&f, 0x4D1), ==, 0xDE); /* IRQ 8 and 13 always edge */
+    dh_outb(&f.m, 0x4D0, 0xFF);
+    dh_outb(&f.m, 0x4D1, 0xFF);
+    g_assert_cmphex(dh_inb(&f.m, 0x4D0), ==, 0xF8); /* IRQ 0, 1, 2 always edge */
+    g_assert_cmphex(dh_inb(&f.m, 0x4D1), ==, 0xDE); /* IRQ 8 and 13 always edge */
     uint64_t both = 0;
     g_assert_true(io_bus_read(&f.m.pio, 0x4D0, 2, &both));
     g_assert_cmphex(both, ==, 0xDEF8);
-    outb(&f, 0x4D0, 0x20);
-    outb(&f, 0x4D1, 0x00);
+    dh_outb(&f.m, 0x4D0, 0x20);
+    dh_outb(&f.m, 0x4D1, 0x00);
     irq(&f, 5, 1);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x25);
     g_assert_cmphex(read_irr(&f, 0x20), ==, 0x20); /* a level request stays while the line is high */
     g_assert_false(pic_has_interrupt(f.m.pic));    /* held off by ISR */
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_true(pic_has_interrupt(f.m.pic)); /* still asserted after EOI: interrupts again */
     irq(&f, 5, 0);
     g_assert_false(pic_has_interrupt(f.m.pic)); /* and the request vanishes with the line */
@@ -332,9 +316,9 @@ static void test_elcr_level(void)
     /* switching an asserted input to level makes it a request at once */
     irq(&f, 6, 1);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x26);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x4D0, 0x40);
+    dh_outb(&f.m, 0x4D0, 0x40);
     g_assert_true(pic_has_interrupt(f.m.pic));
     teardown(&f);
 }
@@ -355,11 +339,11 @@ static void test_cascade(void)
     g_assert_false(pic_has_interrupt(f.m.pic));
     pulse(&f, 1);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x21);
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     /* slave first, then master EOI */
-    outb(&f, 0xA0, 0x20);
+    dh_outb(&f.m, 0xA0, 0x20);
     g_assert_false(pic_has_interrupt(f.m.pic));
-    outb(&f, 0x20, 0x20);
+    dh_outb(&f.m, 0x20, 0x20);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
     teardown(&f);
 }
@@ -391,8 +375,8 @@ static void test_spurious(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0);
-    outb(&f, 0x4D0, 0x20);
-    outb(&f, 0x4D1, 0x04); /* IRQ 5 and IRQ 10 level */
+    dh_outb(&f.m, 0x4D0, 0x20);
+    dh_outb(&f.m, 0x4D1, 0x04); /* IRQ 5 and IRQ 10 level */
     irq(&f, 5, 1);
     g_assert_true(pic_has_interrupt(f.m.pic));
     irq(&f, 5, 0); /* gone before INTA */
@@ -420,13 +404,13 @@ static void test_hostile_input(void)
     g_assert_false(pic_has_interrupt(f.m.pic));
     /* a 16-bit access touches both ports of a chip */
     g_assert_true(io_bus_write(&f.m.pio, 0x20, 2, 0x5A0A));
-    g_assert_cmphex(inb(&f, 0x21), ==, 0x5A);
+    g_assert_cmphex(dh_inb(&f.m, 0x21), ==, 0x5A);
     /* MCS-80 mode is not emulated but leaves a working chip */
-    outb(&f, 0x20, 0x11);
-    outb(&f, 0x21, 0x40);
-    outb(&f, 0x21, 0x04);
-    outb(&f, 0x21, 0x00);
-    outb(&f, 0x21, 0x01);
+    dh_outb(&f.m, 0x20, 0x11);
+    dh_outb(&f.m, 0x21, 0x40);
+    dh_outb(&f.m, 0x21, 0x04);
+    dh_outb(&f.m, 0x21, 0x00);
+    dh_outb(&f.m, 0x21, 0x01);
     pulse(&f, 0);
     g_assert_false(pic_has_interrupt(f.m.pic));
     pulse(&f, 1);
@@ -440,13 +424,13 @@ static void test_reset(void)
     struct fixture f;
     setup(&f);
     init_pics(&f, 0x20, 0x28, 0);
-    outb(&f, 0x4D0, 0x20);
+    dh_outb(&f.m, 0x4D0, 0x20);
     pulse(&f, 3);
     g_assert_cmpint(pic_acknowledge(f.m.pic), ==, 0x23);
     machine_reset(&f.m);
-    g_assert_cmphex(inb(&f, 0x4D0), ==, 0x00);
+    g_assert_cmphex(dh_inb(&f.m, 0x4D0), ==, 0x00);
     g_assert_cmphex(read_isr(&f, 0x20), ==, 0x00);
-    g_assert_cmphex(inb(&f, 0x21), ==, 0x00);
+    g_assert_cmphex(dh_inb(&f.m, 0x21), ==, 0x00);
     g_assert_false(pic_has_interrupt(f.m.pic));
     teardown(&f);
 }

@@ -1,85 +1,20 @@
 /* Proves the 8254 PIT: IRQ 0 edges at exact virtual times, counting, latches, read-back, access modes, BCD
  * and counter 2 through port 0x61 as Linux's quick_pit_calibrate uses it. */
-#include <string.h>
-
 #include <glib.h>
 
+#include "device_harness.h"
 #include "machine.h"
 #include "pit.h"
 #include "sysctl_ports.h"
 
-#define MAX_EVENTS 4096
-
-struct rec {
-    struct machine *m;
-    unsigned n;
-    unsigned gsi[MAX_EVENTS];
-    int level[MAX_EVENTS];
-    int64_t t[MAX_EVENTS];
-};
-
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct rec *r = opaque;
-    if (r->n < MAX_EVENTS) {
-        r->gsi[r->n] = gsi;
-        r->level[r->n] = level;
-        r->t[r->n] = vclock_now(r->m->clock);
-        r->n++;
-    }
-}
-
-static const struct irqchip_ops rec_ops = {.set_gsi = rec_set_gsi};
-
-/* Rising edges on gsi, their times into t (up to max). */
-static unsigned rising_edges(const struct rec *r, unsigned gsi, int64_t *t, unsigned max)
-{
-    unsigned k = 0;
-    int last = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        if (r->gsi[i] != gsi)
-            continue;
-        if (r->level[i] && !last) {
-            if (k < max && t)
-                t[k] = r->t[i];
-            k++;
-        }
-        last = r->level[i];
-    }
-    return k;
-}
-
 static const struct machine_device *const pit_only[] = {&pit_device};
 static const struct machine_device *const pit_sysctl[] = {&pit_device, &sysctl_ports_device};
 
-static void setup(struct machine *m, struct rec *r, const struct machine_device *const *devs, unsigned n)
+static void setup(struct machine *m, struct irq_recorder *r, const struct machine_device *const *devs,
+                  unsigned n)
 {
-    struct machine_config cfg = {.ram_size = 16 << 20, .cpus = 1, .manual_clock = true};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(m, &cfg, devs, n, &err), ==, 0);
-    g_assert_null(err);
-    memset(r, 0, sizeof(*r));
-    r->m = m;
-    machine_set_irqchip(m, &rec_ops, r);
-    machine_lock(m);
-}
-
-static void teardown(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
-}
-
-static void outb(struct machine *m, uint16_t port, uint8_t v)
-{
-    g_assert_true(io_bus_write(&m->pio, port, 1, v));
-}
-
-static uint8_t inb(struct machine *m, uint16_t port)
-{
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&m->pio, port, 1, &v));
-    return (uint8_t)v;
+    dh_machine_init(m, devs, n, 1, 16 << 20);
+    dh_record_irqs(m, r, DH_ANY_GSI);
 }
 
 static void advance(struct machine *m, int64_t ns)
@@ -90,15 +25,15 @@ static void advance(struct machine *m, int64_t ns)
 static void test_mode2_edges(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x34); /* counter 0, LSB then MSB, mode 2, binary */
-    outb(&m, 0x40, 1193 & 0xFF);
-    outb(&m, 0x40, 1193 >> 8);
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 0);
+    dh_outb(&m, 0x43, 0x34); /* counter 0, LSB then MSB, mode 2, binary */
+    dh_outb(&m, 0x40, 1193 & 0xFF);
+    dh_outb(&m, 0x40, 1193 >> 8);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 0);
     advance(&m, 5000000);
     int64_t t[8];
-    g_assert_cmpuint(rising_edges(r, 0, t, 8), ==, 5);
+    g_assert_cmpuint(dh_rising_edges(r, 0, t, 8), ==, 5);
     /* edge k at ceil(k * 1193 / 1.193182 MHz) */
     g_assert_cmpint(t[0], ==, 999848);
     g_assert_cmpint(t[1], ==, 1999695);
@@ -106,214 +41,215 @@ static void test_mode2_edges(void)
     g_assert_cmpint(t[3], ==, 3999390);
     g_assert_cmpint(t[4], ==, 4999238);
     /* one pulse per period: the line returns low after each edge */
-    g_assert_cmpint(r->level[r->n - 1], ==, 0);
-    teardown(&m);
+    g_assert_cmpint(r->events[r->nevents - 1].level, ==, 0);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_mode3_edges(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    advance(&m, 1000);    /* start at a non-zero time */
-    outb(&m, 0x43, 0x36); /* counter 0, mode 3 */
-    outb(&m, 0x40, 11932 & 0xFF);
-    outb(&m, 0x40, 11932 >> 8);
+    advance(&m, 1000);       /* start at a non-zero time */
+    dh_outb(&m, 0x43, 0x36); /* counter 0, mode 3 */
+    dh_outb(&m, 0x40, 11932 & 0xFF);
+    dh_outb(&m, 0x40, 11932 >> 8);
     advance(&m, 45000000);
     int64_t t[8];
-    g_assert_cmpuint(rising_edges(r, 0, t, 8), ==, 4);
+    g_assert_cmpuint(dh_rising_edges(r, 0, t, 8), ==, 4);
     g_assert_cmpint(t[0], ==, 1000 + 10000151);
     g_assert_cmpint(t[1], ==, 1000 + 20000302);
     g_assert_cmpint(t[3], ==, 1000 + 40000604);
-    teardown(&m);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_mode3_out_halves(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x36);
-    outb(&m, 0x40, 100);
-    outb(&m, 0x40, 0);
+    dh_outb(&m, 0x43, 0x36);
+    dh_outb(&m, 0x40, 100);
+    dh_outb(&m, 0x40, 0);
     advance(&m, 49 * 838 + 100); /* 49 ticks: first half (50 ticks high) */
-    outb(&m, 0x43, 0xE2);
-    g_assert_cmpuint(inb(&m, 0x40), ==, 0x80 | 0x30 | (3 << 1));
+    dh_outb(&m, 0x43, 0xE2);
+    g_assert_cmpuint(dh_inb(&m, 0x40), ==, 0x80 | 0x30 | (3 << 1));
     advance(&m, 2 * 838); /* 51 ticks: second half, low */
-    outb(&m, 0x43, 0xE2);
-    g_assert_cmpuint(inb(&m, 0x40), ==, 0x30 | (3 << 1));
-    teardown(&m);
+    dh_outb(&m, 0x43, 0xE2);
+    g_assert_cmpuint(dh_inb(&m, 0x40), ==, 0x30 | (3 << 1));
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_mode0_single_edge(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x30); /* mode 0 */
-    outb(&m, 0x40, 1000 & 0xFF);
-    outb(&m, 0x40, 1000 >> 8);
-    outb(&m, 0x43, 0xE2);
-    g_assert_cmpuint(inb(&m, 0x40) & 0x80, ==, 0); /* OUT low while counting */
+    dh_outb(&m, 0x43, 0x30); /* mode 0 */
+    dh_outb(&m, 0x40, 1000 & 0xFF);
+    dh_outb(&m, 0x40, 1000 >> 8);
+    dh_outb(&m, 0x43, 0xE2);
+    g_assert_cmpuint(dh_inb(&m, 0x40) & 0x80, ==, 0); /* OUT low while counting */
     advance(&m, 100000000);
     int64_t t[4];
-    g_assert_cmpuint(rising_edges(r, 0, t, 4), ==, 1);
+    g_assert_cmpuint(dh_rising_edges(r, 0, t, 4), ==, 1);
     g_assert_cmpint(t[0], ==, 838096);
-    outb(&m, 0x43, 0xE2);
-    g_assert_cmpuint(inb(&m, 0x40) & 0x80, ==, 0x80); /* OUT stays high after terminal count */
-    teardown(&m);
+    dh_outb(&m, 0x43, 0xE2);
+    g_assert_cmpuint(dh_inb(&m, 0x40) & 0x80, ==, 0x80); /* OUT stays high after terminal count */
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_latch_running_count(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x34);
-    outb(&m, 0x40, 50000 & 0xFF);
-    outb(&m, 0x40, 50000 >> 8);
-    advance(&m, 10000000); /* 11931 ticks */
-    outb(&m, 0x43, 0x00);  /* counter latch, counter 0 */
+    dh_outb(&m, 0x43, 0x34);
+    dh_outb(&m, 0x40, 50000 & 0xFF);
+    dh_outb(&m, 0x40, 50000 >> 8);
+    advance(&m, 10000000);   /* 11931 ticks */
+    dh_outb(&m, 0x43, 0x00); /* counter latch, counter 0 */
     advance(&m, 1000000);
-    outb(&m, 0x43, 0x00); /* a second latch before reading is ignored */
-    uint16_t v = inb(&m, 0x40);
-    v |= (uint16_t)(inb(&m, 0x40) << 8);
+    dh_outb(&m, 0x43, 0x00); /* a second latch before reading is ignored */
+    uint16_t v = dh_inb(&m, 0x40);
+    v |= (uint16_t)(dh_inb(&m, 0x40) << 8);
     g_assert_cmpuint(v, ==, 50000 - 11931);
     /* live read now: 11 ms = 13125 ticks */
-    v = inb(&m, 0x40);
-    v |= (uint16_t)(inb(&m, 0x40) << 8);
+    v = dh_inb(&m, 0x40);
+    v |= (uint16_t)(dh_inb(&m, 0x40) << 8);
     g_assert_cmpuint(v, ==, 50000 - 13125);
-    teardown(&m);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_readback(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_sysctl, 2);
-    outb(&m, 0x43, 0x34);
-    outb(&m, 0x40, 0x00);
-    outb(&m, 0x40, 0x80); /* 32768 */
-    outb(&m, 0x43, 0xB0); /* counter 2, mode 0: gate is low, so it holds */
-    outb(&m, 0x42, 0x34);
-    outb(&m, 0x42, 0x12);
-    advance(&m, 1000000);               /* 1193 ticks */
-    outb(&m, 0x43, 0xC0 | 0x02 | 0x08); /* read-back status and count of counters 0 and 2 */
+    dh_outb(&m, 0x43, 0x34);
+    dh_outb(&m, 0x40, 0x00);
+    dh_outb(&m, 0x40, 0x80); /* 32768 */
+    dh_outb(&m, 0x43, 0xB0); /* counter 2, mode 0: gate is low, so it holds */
+    dh_outb(&m, 0x42, 0x34);
+    dh_outb(&m, 0x42, 0x12);
+    advance(&m, 1000000);                  /* 1193 ticks */
+    dh_outb(&m, 0x43, 0xC0 | 0x02 | 0x08); /* read-back status and count of counters 0 and 2 */
     advance(&m, 500000);
-    g_assert_cmpuint(inb(&m, 0x40), ==, 0x80 | 0x30 | (2 << 1)); /* status first: OUT high, LSB/MSB, mode 2 */
-    uint16_t v = inb(&m, 0x40);
-    v |= (uint16_t)(inb(&m, 0x40) << 8);
+    /* status first: OUT high, LSB/MSB, mode 2 */
+    g_assert_cmpuint(dh_inb(&m, 0x40), ==, 0x80 | 0x30 | (2 << 1));
+    uint16_t v = dh_inb(&m, 0x40);
+    v |= (uint16_t)(dh_inb(&m, 0x40) << 8);
     g_assert_cmpuint(v, ==, 32768 - 1193);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x30); /* OUT low (mode 0 counting), mode 0 */
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x34);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x12);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x30); /* OUT low (mode 0 counting), mode 0 */
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x34);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x12);
     /* status right after the control word: null count */
-    outb(&m, 0x43, 0x70); /* counter 1, mode 0 */
-    outb(&m, 0x43, 0xE4); /* status only, counter 1 */
-    g_assert_cmpuint(inb(&m, 0x41), ==, 0x40 | 0x30);
-    teardown(&m);
+    dh_outb(&m, 0x43, 0x70); /* counter 1, mode 0 */
+    dh_outb(&m, 0x43, 0xE4); /* status only, counter 1 */
+    g_assert_cmpuint(dh_inb(&m, 0x41), ==, 0x40 | 0x30);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_access_modes(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
     /* counter 2's gate is low: counts are loaded but do not move */
-    outb(&m, 0x43, 0x90); /* LSB only, mode 0 */
-    outb(&m, 0x42, 0x5A);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x5A);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x5A);
-    outb(&m, 0x43, 0xA0); /* MSB only */
-    outb(&m, 0x42, 0x12);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x12);
-    outb(&m, 0x43, 0x80); /* latch: MSB-only mode returns one byte */
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x12);
-    outb(&m, 0x43, 0xB0); /* LSB then MSB */
-    outb(&m, 0x42, 0xCD);
-    outb(&m, 0x42, 0xAB);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0xCD);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0xAB);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0xCD);
+    dh_outb(&m, 0x43, 0x90); /* LSB only, mode 0 */
+    dh_outb(&m, 0x42, 0x5A);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x5A);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x5A);
+    dh_outb(&m, 0x43, 0xA0); /* MSB only */
+    dh_outb(&m, 0x42, 0x12);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x12);
+    dh_outb(&m, 0x43, 0x80); /* latch: MSB-only mode returns one byte */
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x12);
+    dh_outb(&m, 0x43, 0xB0); /* LSB then MSB */
+    dh_outb(&m, 0x42, 0xCD);
+    dh_outb(&m, 0x42, 0xAB);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0xCD);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0xAB);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0xCD);
     /* counting follows the gate */
     pit_set_gate(m.pit, 2, true);
     advance(&m, 83810); /* 100 ticks */
-    outb(&m, 0x43, 0x80);
-    uint16_t v = inb(&m, 0x42);
-    v |= (uint16_t)(inb(&m, 0x42) << 8);
+    dh_outb(&m, 0x43, 0x80);
+    uint16_t v = dh_inb(&m, 0x42);
+    v |= (uint16_t)(dh_inb(&m, 0x42) << 8);
     g_assert_cmpuint(v, ==, 0xABCD - 100);
     pit_set_gate(m.pit, 2, false); /* mode 0: gate low pauses */
     advance(&m, 1000000);
-    outb(&m, 0x43, 0x80);
-    v = inb(&m, 0x42);
-    v |= (uint16_t)(inb(&m, 0x42) << 8);
+    dh_outb(&m, 0x43, 0x80);
+    v = dh_inb(&m, 0x42);
+    v |= (uint16_t)(dh_inb(&m, 0x42) << 8);
     g_assert_cmpuint(v, ==, 0xABCD - 100);
-    teardown(&m);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_bcd(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0xB1); /* counter 2, mode 0, BCD */
-    outb(&m, 0x42, 0x00);
-    outb(&m, 0x42, 0x10); /* 1000 decimal */
+    dh_outb(&m, 0x43, 0xB1); /* counter 2, mode 0, BCD */
+    dh_outb(&m, 0x42, 0x00);
+    dh_outb(&m, 0x42, 0x10); /* 1000 decimal */
     pit_set_gate(m.pit, 2, true);
     advance(&m, 83810); /* 100 ticks */
-    outb(&m, 0x43, 0x80);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x00);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x09); /* 0900 */
+    dh_outb(&m, 0x43, 0x80);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x00);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x09); /* 0900 */
     /* count 0 in BCD is 10000 */
-    outb(&m, 0x43, 0xB1);
-    outb(&m, 0x42, 0x00);
-    outb(&m, 0x42, 0x00);
+    dh_outb(&m, 0x43, 0xB1);
+    dh_outb(&m, 0x42, 0x00);
+    dh_outb(&m, 0x42, 0x00);
     advance(&m, 838); /* 0 ticks yet: shows 0000 */
     advance(&m, 1);   /* 1 tick: 9999 */
-    outb(&m, 0x43, 0x80);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x99);
-    g_assert_cmpuint(inb(&m, 0x42), ==, 0x99);
-    teardown(&m);
+    dh_outb(&m, 0x43, 0x80);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x99);
+    g_assert_cmpuint(dh_inb(&m, 0x42), ==, 0x99);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_count_zero_is_65536(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x30); /* what Linux's pit_shutdown does: mode 0, count 0 */
-    outb(&m, 0x40, 0);
-    outb(&m, 0x40, 0);
+    dh_outb(&m, 0x43, 0x30); /* what Linux's pit_shutdown does: mode 0, count 0 */
+    dh_outb(&m, 0x40, 0);
+    dh_outb(&m, 0x40, 0);
     advance(&m, 54925402 - 1);
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 0);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 0);
     advance(&m, 1);
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 1);
-    teardown(&m);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 1);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_tiny_reload_rate_limited(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x34);
-    outb(&m, 0x40, 2);
-    outb(&m, 0x40, 0);
+    dh_outb(&m, 0x43, 0x34);
+    dh_outb(&m, 0x40, 2);
+    dh_outb(&m, 0x40, 0);
     advance(&m, 1000000); /* 596 periods */
-    unsigned edges = rising_edges(r, 0, NULL, 0);
+    unsigned edges = dh_rising_edges(r, 0, NULL, 0);
     g_assert_cmpuint(edges, >=, 15);
     g_assert_cmpuint(edges, <=, 21);
     g_assert_cmpuint(m.pit->lost_edges, >, 500);
-    teardown(&m);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
@@ -321,17 +257,17 @@ static void test_tiny_reload_rate_limited(void)
 static void test_quick_pit_calibrate(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_sysctl, 2);
-    outb(&m, 0x61, (uint8_t)((inb(&m, 0x61) & ~0x02) | 0x01));
-    outb(&m, 0x43, 0xB0);
-    outb(&m, 0x42, 0xFF);
-    outb(&m, 0x42, 0xFF);
-    g_assert_cmpuint(inb(&m, 0x61) & 0x20, ==, 0); /* OUT2 low while counting */
+    dh_outb(&m, 0x61, (uint8_t)((dh_inb(&m, 0x61) & ~0x02) | 0x01));
+    dh_outb(&m, 0x43, 0xB0);
+    dh_outb(&m, 0x42, 0xFF);
+    dh_outb(&m, 0x42, 0xFF);
+    g_assert_cmpuint(dh_inb(&m, 0x61) & 0x20, ==, 0); /* OUT2 low while counting */
     unsigned last_msb = 0x100;
     for (int i = 0; i < 200; i++) {
-        inb(&m, 0x42); /* LSB */
-        unsigned msb = inb(&m, 0x42);
+        dh_inb(&m, 0x42); /* LSB */
+        unsigned msb = dh_inb(&m, 0x42);
         g_assert_cmpuint(msb, <, last_msb);
         /* every 256 ticks (214553 ns) the MSB goes down by one */
         g_assert_cmpuint(msb, ==, 0xFF - i);
@@ -339,40 +275,40 @@ static void test_quick_pit_calibrate(void)
         advance(&m, 214553);
     }
     advance(&m, 54924564 - vclock_now(m.clock) - 1);
-    g_assert_cmpuint(inb(&m, 0x61) & 0x20, ==, 0);
+    g_assert_cmpuint(dh_inb(&m, 0x61) & 0x20, ==, 0);
     advance(&m, 1);
-    g_assert_cmpuint(inb(&m, 0x61) & 0x20, ==, 0x20); /* terminal count */
+    g_assert_cmpuint(dh_inb(&m, 0x61) & 0x20, ==, 0x20); /* terminal count */
     /* gate off stops the count */
-    outb(&m, 0x61, 0x00);
-    outb(&m, 0x43, 0x80);
-    uint16_t v = inb(&m, 0x42);
-    v |= (uint16_t)(inb(&m, 0x42) << 8);
+    dh_outb(&m, 0x61, 0x00);
+    dh_outb(&m, 0x43, 0x80);
+    uint16_t v = dh_inb(&m, 0x42);
+    v |= (uint16_t)(dh_inb(&m, 0x42) << 8);
     advance(&m, 1000000);
-    outb(&m, 0x43, 0x80);
-    uint16_t w = inb(&m, 0x42);
-    w |= (uint16_t)(inb(&m, 0x42) << 8);
+    dh_outb(&m, 0x43, 0x80);
+    uint16_t w = dh_inb(&m, 0x42);
+    w |= (uint16_t)(dh_inb(&m, 0x42) << 8);
     g_assert_cmpuint(v, ==, w);
     /* counter 2 never interrupts */
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 0);
-    teardown(&m);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 0);
+    dh_machine_fini(&m);
     g_free(r);
 }
 
 static void test_reset_stops_timer(void)
 {
     struct machine m;
-    struct rec *r = g_new0(struct rec, 1);
+    struct irq_recorder *r = g_new0(struct irq_recorder, 1);
     setup(&m, r, pit_only, 1);
-    outb(&m, 0x43, 0x34);
-    outb(&m, 0x40, 0xA9);
-    outb(&m, 0x40, 0x04);
+    dh_outb(&m, 0x43, 0x34);
+    dh_outb(&m, 0x40, 0xA9);
+    dh_outb(&m, 0x40, 0x04);
     advance(&m, 1500000);
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 1);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 1);
     machine_reset(&m);
     advance(&m, 10000000);
-    g_assert_cmpuint(rising_edges(r, 0, NULL, 0), ==, 1);
+    g_assert_cmpuint(dh_rising_edges(r, 0, NULL, 0), ==, 1);
     g_assert_cmpint(vclock_next_deadline(m.clock), ==, INT64_MAX);
-    teardown(&m);
+    dh_machine_fini(&m);
     g_free(r);
 }
 

@@ -7,65 +7,41 @@
 #include <glib/gstdio.h>
 
 #include "chardev.h"
+#include "device_harness.h"
 #include "machine.h"
 #include "uart8250.h"
 
 #define COM1 0x3F8
 
-struct rec {
-    int irq4; /* current level */
-    unsigned edges;
-};
-
-static void rec_set_gsi(void *opaque, unsigned gsi, int level)
-{
-    struct rec *r = opaque;
-    g_assert_cmpuint(gsi, ==, 4);
-    if (level && !r->irq4)
-        r->edges++;
-    r->irq4 = level;
-}
-
-static const struct irqchip_ops rec_ops = {.set_gsi = rec_set_gsi};
 static const struct machine_device *const devices[] = {&uart_com1_device};
 
-static void setup_chr(struct machine *m, struct rec *r, struct chardev *chr)
+static void setup_chr(struct machine *m, struct irq_recorder *r, struct chardev *chr)
 {
-    struct machine_config cfg = {.ram_size = 16 << 20, .cpus = 1, .manual_clock = true, .serial = chr};
-    char *err = NULL;
-    g_assert_cmpint(machine_init(m, &cfg, devices, 1, &err), ==, 0);
-    memset(r, 0, sizeof(*r));
-    machine_set_irqchip(m, &rec_ops, r);
-    machine_lock(m);
+    struct machine_config cfg = {.ram_size = 16 << 20, .cpus = 1, .serial = chr};
+    dh_machine_init_cfg(m, &cfg, devices, 1);
+    dh_record_irqs(m, r, DH_GSI(4));
 }
 
-static void setup(struct machine *m, struct rec *r)
+static void setup(struct machine *m, struct irq_recorder *r)
 {
     setup_chr(m, r, NULL);
 }
 
-static void teardown(struct machine *m)
-{
-    machine_unlock(m);
-    machine_destroy(m);
-}
-
+/* A COM1 register by its offset. */
 static void outb(struct machine *m, unsigned reg, uint8_t v)
 {
-    g_assert_true(io_bus_write(&m->pio, COM1 + reg, 1, v));
+    dh_outb(m, COM1 + reg, v);
 }
 
 static uint8_t inb(struct machine *m, unsigned reg)
 {
-    uint64_t v = 0;
-    g_assert_true(io_bus_read(&m->pio, COM1 + reg, 1, &v));
-    return (uint8_t)v;
+    return dh_inb(m, COM1 + reg);
 }
 
 static void test_loopback(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_MCR, UART_MCR_LOOP);
     g_assert_cmphex(inb(&m, UART_LSR), ==, UART_LSR_THRE | UART_LSR_TEMT);
@@ -81,13 +57,13 @@ static void test_loopback(void)
         g_assert_cmphex(inb(&m, UART_RBR), ==, 'a' + i);
     g_assert_cmphex(inb(&m, UART_LSR) & UART_LSR_DR, ==, 0);
     g_assert_cmpuint(m.com1->tx_bytes, ==, 17);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_divisor_latch(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_IER, 0x05);
     outb(&m, UART_LCR, UART_LCR_DLAB | 0x03);
@@ -104,13 +80,13 @@ static void test_divisor_latch(void)
     g_assert_cmpuint(m.com1->divisor, ==, 0x010C);
     outb(&m, UART_SCR, 0x5A);
     g_assert_cmphex(inb(&m, UART_SCR), ==, 0x5A);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_fifo_trigger(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_FCR, UART_FCR_ENABLE | (2 << UART_FCR_TRIGGER_SHIFT)); /* trigger level 8 */
     outb(&m, UART_IER, UART_IER_ERBFI);
@@ -118,12 +94,12 @@ static void test_fifo_trigger(void)
     uint8_t data[8] = "abcdefgh";
     g_assert_cmpuint(uart8250_receive(m.com1, data, 7), ==, 7);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_NO_INT);
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     uart8250_receive(m.com1, data + 7, 1);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_RDI);
-    g_assert_cmpint(r.irq4, ==, 1);
+    g_assert_cmpint(r.level[4], ==, 1);
     g_assert_cmphex(inb(&m, UART_RBR), ==, 'a'); /* below the trigger again */
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_NO_INT);
     /* trigger level 14 */
     outb(&m, UART_FCR, UART_FCR_ENABLE | UART_FCR_CLEAR_RCVR | (3 << UART_FCR_TRIGGER_SHIFT));
@@ -131,16 +107,16 @@ static void test_fifo_trigger(void)
     uint8_t many[14];
     memset(many, 'z', sizeof(many));
     uart8250_receive(m.com1, many, 13);
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     uart8250_receive(m.com1, many, 1);
-    g_assert_cmpint(r.irq4, ==, 1);
-    teardown(&m);
+    g_assert_cmpint(r.level[4], ==, 1);
+    dh_machine_fini(&m);
 }
 
 static void test_char_timeout(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_LCR, 0x03); /* 8N1: 10 bits a character */
     outb(&m, UART_FCR, UART_FCR_ENABLE | (3 << UART_FCR_TRIGGER_SHIFT));
@@ -152,9 +128,9 @@ static void test_char_timeout(void)
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_NO_INT);
     vclock_advance(m.clock, 1);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_CTI);
-    g_assert_cmpint(r.irq4, ==, 1);
+    g_assert_cmpint(r.level[4], ==, 1);
     g_assert_cmphex(inb(&m, UART_RBR), ==, 'a'); /* reading clears the timeout and restarts it */
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     vclock_advance(m.clock, 4 * 86805);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_CTI);
     inb(&m, UART_RBR);
@@ -162,37 +138,37 @@ static void test_char_timeout(void)
     vclock_advance(m.clock, 10 * 86805); /* empty: no timeout */
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_FIFO_ENABLED | UART_IIR_NO_INT);
     g_assert_cmpint(vclock_next_deadline(m.clock), ==, INT64_MAX);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_thre_on_ier_enable(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_MCR, UART_MCR_OUT2);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_NO_INT);
     outb(&m, UART_IER, UART_IER_ETBEI);
-    g_assert_cmpint(r.irq4, ==, 1);
+    g_assert_cmpint(r.level[4], ==, 1);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_THRI); /* reading IIR acknowledges THRE */
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_NO_INT);
     /* re-enabling raises it again (Linux's THRE test relies on this) */
     outb(&m, UART_IER, 0);
     outb(&m, UART_IER, UART_IER_ETBEI);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_THRI);
     /* each transmitted byte empties the holding register again: a new edge */
-    unsigned edges = r.edges;
+    unsigned edges = r.raises[4];
     outb(&m, UART_THR, 'x');
-    g_assert_cmpint(r.irq4, ==, 1);
-    g_assert_cmpuint(r.edges, ==, edges + 1);
-    teardown(&m);
+    g_assert_cmpint(r.level[4], ==, 1);
+    g_assert_cmpuint(r.raises[4], ==, edges + 1);
+    dh_machine_fini(&m);
 }
 
 static void test_iir_priority(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_MCR, UART_MCR_LOOP);
     inb(&m, UART_MSR); /* clear deltas from entering loopback */
@@ -209,32 +185,32 @@ static void test_iir_priority(void)
     g_assert_cmphex(inb(&m, UART_MSR), ==, UART_MSR_CTS | UART_MSR_DCTS);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_NO_INT);
     /* loopback forces OUT2 inactive: nothing reached the ISA line */
-    g_assert_cmpuint(r.edges, ==, 0);
-    teardown(&m);
+    g_assert_cmpuint(r.raises[4], ==, 0);
+    dh_machine_fini(&m);
 }
 
 static void test_out2_gating(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_IER, UART_IER_ETBEI);
     g_assert_cmphex(inb(&m, UART_IIR) & 0x0F, ==, UART_IIR_THRI);
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     outb(&m, UART_IER, 0);
     outb(&m, UART_IER, UART_IER_ETBEI);
     outb(&m, UART_MCR, UART_MCR_OUT2);
-    g_assert_cmpint(r.irq4, ==, 1);
+    g_assert_cmpint(r.level[4], ==, 1);
     outb(&m, UART_MCR, UART_MCR_DTR | UART_MCR_RTS);
-    g_assert_cmpint(r.irq4, ==, 0);
+    g_assert_cmpint(r.level[4], ==, 0);
     g_assert_cmphex(inb(&m, UART_IIR), ==, UART_IIR_THRI); /* still pending inside the UART */
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_lsr_msr(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     g_assert_cmphex(inb(&m, UART_LSR), ==, UART_LSR_THRE | UART_LSR_TEMT);
     g_assert_cmphex(inb(&m, UART_MSR), ==, UART_MSR_CTS | UART_MSR_DSR | UART_MSR_DCD);
@@ -248,13 +224,13 @@ static void test_lsr_msr(void)
                     UART_MSR_DSR | UART_MSR_RI | UART_MSR_DCD | UART_MSR_DDSR | UART_MSR_DDCD);
     outb(&m, UART_MCR, UART_MCR_LOOP | UART_MCR_DTR | UART_MCR_OUT2);
     g_assert_cmphex(inb(&m, UART_MSR), ==, UART_MSR_DSR | UART_MSR_DCD | UART_MSR_TERI);
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_rx_queue(void)
 {
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup(&m, &r);
     outb(&m, UART_FCR, UART_FCR_ENABLE);
     static uint8_t data[5000];
@@ -268,7 +244,7 @@ static void test_rx_queue(void)
     }
     g_assert_cmphex(inb(&m, UART_LSR) & UART_LSR_DR, ==, 0);
     g_assert_cmphex(inb(&m, UART_LSR) & UART_LSR_OE, ==, 0); /* the host queue never overruns the FIFO */
-    teardown(&m);
+    dh_machine_fini(&m);
 }
 
 static void test_output_to_file(void)
@@ -281,7 +257,7 @@ static void test_output_to_file(void)
     struct chardev *chr = chardev_open(&spec, &err);
     g_assert_nonnull(chr);
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup_chr(&m, &r, chr);
     for (const char *p = "hello\n"; *p; p++) {
         g_assert_cmphex(inb(&m, UART_LSR) & UART_LSR_THRE, ==, UART_LSR_THRE);
@@ -289,7 +265,7 @@ static void test_output_to_file(void)
     }
     outb(&m, UART_MCR, UART_MCR_LOOP);
     outb(&m, UART_THR, '!'); /* loopback: not on the line */
-    teardown(&m);
+    dh_machine_fini(&m);
     chardev_flush(chr, 1000);
     chardev_close(chr);
     char *contents = NULL;
@@ -310,7 +286,7 @@ static void test_none_chardev_and_wide_access(void)
     struct chardev *chr = chardev_open(&spec, &err);
     g_assert_nonnull(chr);
     struct machine m;
-    struct rec r;
+    struct irq_recorder r;
     setup_chr(&m, &r, chr);
     outb(&m, UART_THR, 'q'); /* dropped by the backend, still "sent" */
     g_assert_cmphex(inb(&m, UART_LSR), ==, UART_LSR_THRE | UART_LSR_TEMT);
@@ -320,7 +296,7 @@ static void test_none_chardev_and_wide_access(void)
     uint64_t v = 0;
     g_assert_true(io_bus_read(&m.pio, COM1 + UART_LCR, 2, &v));
     g_assert_cmphex(v, ==, 0x0B03);
-    teardown(&m);
+    dh_machine_fini(&m);
     chardev_close(chr);
 }
 
