@@ -176,6 +176,17 @@ void accel_pause(struct accel *a)
     g_mutex_unlock(&a->lock);
 }
 
+void accel_stop_async(struct accel *a)
+{
+    g_mutex_lock(&a->lock);
+    a->run_requested = false;
+    bool started = a->started;
+    g_mutex_unlock(&a->lock);
+    if (started)
+        for (unsigned i = 0; i < a->ncpus; i++)
+            a->ops->vcpu_kick(&a->vcpus[i]);
+}
+
 int accel_reset(struct accel *a)
 {
     for (unsigned i = 0; i < a->ncpus; i++) {

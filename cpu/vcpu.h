@@ -99,6 +99,7 @@ struct accel {
 
 /* Backends. */
 extern const struct accel_ops kvm_accel_ops;
+extern const struct accel_ops emu_accel_ops; /* deskvm's software CPU (cpu/emu) */
 
 /* Creates the backend and its vCPUs (not yet running). */
 int accel_init(struct accel *a, const struct accel_ops *ops, struct machine *m, unsigned ncpus, char **error);
@@ -111,6 +112,9 @@ void accel_set_exit_handler(struct accel *a, void (*fn)(void *opaque, struct vcp
 void accel_resume(struct accel *a);
 /* Stops every vCPU and waits until all are parked (outside guest code, not holding the machine lock). */
 void accel_pause(struct accel *a);
+/* Asks every vCPU to stop soon and returns at once (safe from a vCPU thread, e.g. in a device handler that saw the
+ * guest power off or reset: no more guest instructions run after the current exit). */
+void accel_stop_async(struct accel *a);
 /* Puts every vCPU in its reset state; call while paused. */
 int accel_reset(struct accel *a);
 

@@ -69,6 +69,10 @@ static void on_vcpu_exit(void *opaque, struct vcpu *v, enum vcpu_exit_reason rea
 static void on_machine_request(void *opaque, enum machine_request req)
 {
     struct vm_machine *vmm = opaque;
+    /* A real PC stops executing at once when it powers off or resets: no guest instruction may run after the
+     * request while the main loop gets to it. */
+    if (vmm->accel_ready)
+        accel_stop_async(&vmm->accel);
     switch (req) {
     case MACHINE_REQUEST_RESET:
         post_event(vmm, GUEST_EVENT_RESET);

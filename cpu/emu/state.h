@@ -109,16 +109,26 @@ enum emu_vector {
 #define EMU_PF_RSVD (1u << 3)
 #define EMU_PF_I (1u << 4)
 
-/* Lazy flags: the arithmetic flags are computed from the last flag-setting operation only when read. cc_op names
- * the operation class and size; cc_dst is the result, cc_src/cc_src2 the operands it needs. When cc_op is
- * EMU_CC_EAGER the arithmetic flags are in rflags already. */
+/* Lazy flags: the arithmetic flags are computed from the last flag-setting operation when read (flags.h).
+ * cc_op = class * 4 + log2(operand bytes) (EMU_CC_OP()); cc_op < 4 means EMU_CC_EAGER: the arithmetic flags
+ * are in rflags already. All cc_* values are truncated to the operand size. Per class:
+ *   ADD, ADC    cc_dst = result, cc_src = first operand, cc_src2 = second operand (the carry-in is implied by
+ *               result - src - src2; CF = MSB of the carry vector (a & b) | ((a | b) & ~r))
+ *   SUB, SBB    cc_dst = result, cc_src = minuend, cc_src2 = subtrahend (also CMP, NEG with src = 0, CMPXCHG)
+ *   LOGIC       cc_dst = result; CF = OF = AF = 0
+ *   INC, DEC    cc_dst = result, cc_src = CF before the instruction (0/1), which they preserve
+ *   SHL/SHR/SAR cc_dst = result, cc_src = CF (0/1), cc_src2 = OF (0/1), computed by the shift (SHLD/SHRD
+ *               too); AF = 0
+ *   MUL, IMUL   cc_dst = low half of the product, cc_src = cc_src2 = CF = OF (0/1); AF = ZF = 0 (as Intel)
+ * ZF (except for MUL/IMUL), SF and PF come from cc_dst alone, so "result == 0" tests never need the operands.
+ * Everything else (rotates, BT*, BSF/BSR, BCD, POPF...) writes rflags and sets EMU_CC_EAGER. */
 enum emu_cc_op {
     EMU_CC_EAGER = 0,
-    /* Each class comes in four sizes (8, 16, 32, 64 bits): class * 4 + log2(bytes). */
     EMU_CC_ADD = 1, EMU_CC_ADC = 2, EMU_CC_SUB = 3, EMU_CC_SBB = 4, EMU_CC_LOGIC = 5, EMU_CC_INC = 6,
     EMU_CC_DEC = 7, EMU_CC_SHL = 8, EMU_CC_SHR = 9, EMU_CC_SAR = 10, EMU_CC_MUL = 11, EMU_CC_IMUL = 12,
     EMU_CC_CLASSES = 13,
 };
+#define EMU_CC_OP(cls, size) ((uint32_t)(cls) * 4 + (uint32_t)__builtin_ctz(size))
 
 /* x87 + SSE state, in the FXSAVE image layout (Intel SDM vol. 1, 10.5.1) so FXSAVE/FXRSTOR copy it. */
 struct emu_fxsave {
