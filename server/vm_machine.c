@@ -236,8 +236,7 @@ static const struct accel_ops *choose_accel(const struct options *o, char **erro
         }
         return &kvm_accel_ops;
     case ACCEL_EMU:
-        *error = g_strdup("--accel emu: the software CPU is not implemented yet");
-        return NULL;
+        return &emu_accel_ops;
     case ACCEL_QTEST: /* handled by the caller */
     case ACCEL_AUTO:
         break;
@@ -246,12 +245,9 @@ static const struct accel_ops *choose_accel(const struct options *o, char **erro
         log_info("accel auto: using KVM (it runs ring-0 long-mode code correctly)");
         return &kvm_accel_ops;
     }
-    log_warn("accel auto: not using KVM: %s", why);
-    *error = g_strdup_printf("no usable CPU backend: KVM: %s; the software CPU (emu) is not implemented yet "
-                             "(--accel kvm forces KVM)",
-                             why);
+    log_warn("accel auto: using the software CPU (emu), not KVM: %s (--accel kvm forces KVM)", why);
     g_free(why);
-    return NULL;
+    return &emu_accel_ops;
 }
 
 struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, struct chardev *serial, char **error)
@@ -293,6 +289,8 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         goto fail;
     if (accel_init(&vmm->accel, ops, &vmm->machine, o->cpus, error) < 0)
         goto fail;
+    /* Device timers (LAPIC, PIT, RTC, UART) fire on the clock's thread; it runs only while the VM does. */
+    vclock_start_thread(vmm->machine.clock);
     vmm->accel_ready = true;
     accel_set_exit_handler(&vmm->accel, on_vcpu_exit, vmm);
     if (accel_reset(&vmm->accel) < 0) {
