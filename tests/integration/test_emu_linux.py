@@ -2,7 +2,7 @@
 """Debian's kernel and the project's busybox guest on deskvm's software CPU (`--accel emu`), end to end as a user
 sees it on the serial console: the bzImage boots (payload decompressed by deskvm) to /init, loads every module of the
 image, runs guest programs, and `poweroff` ends deskvm with exit code 0; the interactive shell takes typed
-commands; a plain vmlinux ELF boots too. The kernel log must be free of the warnings that point at CPU or timer
+commands; two vCPUs come up; a plain vmlinux ELF boots too. The kernel log must be free of the warnings that point at CPU or timer
 emulation bugs."""
 import os
 import re
@@ -127,7 +127,14 @@ finally:
 rc, secs = finish(p, 60)
 t.eq(rc, 0, "leaving the shell powers the guest off and deskvm exits 0")
 
-# 3. A plain vmlinux ELF (deskvm's own decompressed copy of the bzImage payload, from its cache).
+# 3. SMP: two vCPUs, each a host thread running the interpreter; the APs start through INIT/SIPI.
+p, d, log = boot('console=ttyS0 quiet deskvm_run="guest-sysinfo"', extra=["--cpus", "2"])
+rc, secs = finish(p, BOOT_TIMEOUT)
+out = read(os.path.join(d, "serial.txt"))
+t.ok("DESKVM-SYSINFO: cpus_online=2" in out and rc == 0, "with --cpus 2 both CPUs come online and the guest powers off",
+     out[-2000:] + read(log)[-1000:])
+
+# 4. A plain vmlinux ELF (deskvm's own decompressed copy of the bzImage payload, from its cache).
 cache = os.path.join(os.environ.get("DESKVM_CACHE", os.path.expanduser("~/.cache/deskvm")), "vmlinux")
 vmlinux = None
 if os.path.isdir(cache):
