@@ -150,7 +150,10 @@ void lapic_deliver(struct lapic *l, unsigned delivery_mode, uint8_t vector, bool
         l->nmi_pending = true;
         break;
     case LAPIC_DM_INIT:
+        /* A STARTUP that arrived before this INIT is stale; one that arrives after it (even before the CPU has
+         * processed the INIT) must survive, or a slow vCPU thread misses its only wake-up. */
         l->init_pending = true;
+        l->sipi_pending = false;
         break;
     case LAPIC_DM_STARTUP:
         l->sipi_pending = true;
@@ -488,7 +491,11 @@ bool lapic_take_init(struct lapic *l)
 {
     if (!l->init_pending)
         return false;
+    bool sipi = l->sipi_pending;
+    uint8_t vector = l->sipi_vector;
     lapic_init_state(l);
+    l->sipi_pending = sipi; /* only STARTUPs newer than the INIT are still pending (see lapic_deliver) */
+    l->sipi_vector = vector;
     return true;
 }
 

@@ -25,10 +25,9 @@ int x_unimplemented(struct exec_ctx *x)
         "%04x:%016llx",
         x86_op_name(x->in.op), x->in.map, x->in.opcode, x->in.modrm, x->in.mandatory,
         x->s->seg[EMU_CS].selector, (unsigned long long)x->rip);
-    /* A user process gets #UD (SIGILL) instead of taking the whole VM down; the kernel stops the run. */
-    if (x_cpl(x) == 3)
-        return x_fault(x, EMU_EXC_UD, 0);
-    return XR_ERROR;
+    /* The guest gets #UD, as from a CPU without the instruction: a process gets SIGILL, the kernel reports an
+     * invalid opcode with its address; deskvm itself never stops on guest code. */
+    return x_fault(x, EMU_EXC_UD, 0);
 }
 
 /* ---- the memory interface of the segment and interrupt modules ---- */

@@ -635,6 +635,8 @@ static int exec_reg_form(struct exec_ctx *x, unsigned esc, unsigned reg, unsigne
         if (reg == 2 || reg == 3) { /* FST/FSTP ST(i) */
             if (!operand(s, 0, &a))
                 return XR_OK;
+            /* A register keeps all 80 bits: nothing is rounded, so C1 ("rounded up") is cleared. */
+            s->fx.fsw &= (uint16_t)~FSW_C1;
             set_st(s, i, a);
             if (reg == 3)
                 pop(s);

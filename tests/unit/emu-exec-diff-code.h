@@ -259,7 +259,9 @@ static const struct diff_insn diff_mem_insns[] = {
     {"bsf ecx, dword ptr [rsi]", {0x0f, 0xbc, 0x0e}, 3, 0x895, 0},
     {"bsr rcx, qword ptr [rsi]", {0x48, 0x0f, 0xbd, 0x0e}, 4, 0x895, 0},
     {"push qword ptr [rsi]; pop rbx", {0xff, 0x36, 0x5b}, 3, 0x0, 0},
-    {"lea rcx, [rsi+rbx*8+0x12]; sub rcx, rsi", {0x48, 0x8d, 0x4c, 0xde, 0x12, 0x48, 0x29, 0xf1}, 8, 0x0, 0},
+    /* RSI is the data buffer, at different addresses natively and in the emu: the SUB's flags depend on it (the
+     * borrow when rbx*8 wraps), so only the result is compared. */
+    {"lea rcx, [rsi+rbx*8+0x12]; sub rcx, rsi", {0x48, 0x8d, 0x4c, 0xde, 0x12, 0x48, 0x29, 0xf1}, 8, 0x8d5, 0},
     {"div byte ptr [rsi+8]", {0xf6, 0x76, 0x08}, 3, 0x8d5, 4},
     {"mov dword ptr [rsi+4], ebx", {0x89, 0x5e, 0x04}, 3, 0x0, 0},
 

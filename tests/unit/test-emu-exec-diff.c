@@ -1,6 +1,7 @@
 /* Host-differential tests of the emu interpreter: integer, memory-operand, x87 and SSE instruction sequences
  * run natively (in-process, user mode, an executable anonymous page) and in the emu with the same inputs, and
  * a compiled C workload run natively and in the emu; everything the instructions define must agree. */
+#include "diff_params.h"
 #include <string.h>
 #include <sys/mman.h>
 
@@ -68,7 +69,7 @@ static void host_differential(const struct diff_insn *table, size_t n, const uin
         g_test_skip("no executable anonymous memory");
         return;
     }
-    GRand *rng = g_rand_new_with_seed(20261123);
+    GRand *rng = g_rand_new_with_seed(diff_seed());
     unsigned cases = 0;
     setup_long();
     for (unsigned k = 0; k < n; k++) {
@@ -81,7 +82,7 @@ static void host_differential(const struct diff_insn *table, size_t n, const uin
         memcpy(code, d->bytes, d->len);
         code[d->len] = 0xf4; /* hlt */
         put(CODE, code, d->len + 1u);
-        for (unsigned i = 0; i < 300; i++) {
+        for (unsigned i = 0; i < 300 * diff_scale(); i++) {
             struct diff_regs in, host;
             uint8_t buf[32] __attribute__((aligned(16))), host_buf[32] __attribute__((aligned(16)));
             for (unsigned r = 0; r < 4; r++)

@@ -556,6 +556,12 @@ static void test_init_sipi(void)
     ipi(&f, 0, 1, 0xC500);
     g_assert_true(lapic_take_init(ap));
     g_assert_false(lapic_take_sipi(ap, &vector));
+    /* a STARTUP sent after the INIT survives even if the CPU takes both late (a slow vCPU thread) */
+    ipi(&f, 0, 1, 0xC500);
+    ipi(&f, 0, 1, 0x460A);
+    g_assert_true(lapic_take_init(ap));
+    g_assert_true(lapic_take_sipi(ap, &vector));
+    g_assert_cmpuint(vector, ==, 0x0A);
     teardown(&f);
 }
 
