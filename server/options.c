@@ -208,6 +208,15 @@ static char *set_device(struct options *o, const char *v)
     return g_strdup_printf("'%s' is not a device deskvm knows (available: pci-testdev)", v);
 }
 
+static char *set_trace_cpu(struct options *o, const char *v)
+{
+    if (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "2")) {
+        o->trace_cpu = v[0] - '0';
+        return NULL;
+    }
+    return g_strdup_printf("'%s' is not 0 (off), 1 (exceptions and interrupts) or 2 (every instruction)", v);
+}
+
 static char *set_append(struct options *o, const char *v)
 {
     /* The boot protocol limits the command line; 2047 bytes is the x86 COMMAND_LINE_SIZE of Linux 6.1. */
@@ -335,6 +344,8 @@ static const struct option_def option_defs[] = {
     {"firmware", 0, ARG_REQUIRED, true, false, set_firmware, "FILE",
      "firmware ROM image mapped below 4 GiB, run from the reset vector (QEMU's -bios)"},
     {"device", 0, ARG_REQUIRED, true, true, set_device, "NAME", "add a device: pci-testdev (for tests)"},
+    {"trace-cpu", 0, ARG_REQUIRED, true, false, set_trace_cpu, "0|1|2",
+     "software CPU trace to the log: 1 exceptions and interrupts, 2 every instruction (slow)"},
     {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
      "where the serial console goes (default none)"},
     {"qmp", 0, ARG_REQUIRED, true, true, set_qmp, "unix:PATH|tcp:127.0.0.1:PORT",

@@ -36,6 +36,7 @@ struct options {
     char *append;
     char *firmware;    /* a ROM image mapped at the top of 4 GiB (QEMU's -bios) */
     bool test_device;  /* --device pci-testdev */
+    int trace_cpu;     /* --trace-cpu: software CPU tracing level 0-2 */
     struct chardev_spec serial;
     GArray *qmp; /* of struct listen_spec */
     struct listen_spec qtest; /* --accel qtest: where the test connects (kind LISTEN_UNIX with a path when set) */

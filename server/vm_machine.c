@@ -11,6 +11,7 @@
 #include "acpi_tables.h"
 #include "boot_firmware.h"
 #include "boot_linux.h"
+#include "emu/cpu.h"
 #include "kvm_probe.h"
 #include "log.h"
 #include "machine.h"
@@ -274,6 +275,7 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
     const struct accel_ops *ops = choose_accel(o, error);
     if (!ops)
         goto fail;
+    emu_trace_level = o->trace_cpu;
     struct pc_config pc = {
         .ram_size = o->memory,
         .cpus = o->cpus,

@@ -37,6 +37,10 @@ enum emu_exec_status {
 
 /* ---- The interpreter (exec.c) ---- */
 
+/* --trace-cpu: 0 off; 1 logs exceptions and external interrupts as they are delivered; 2 also logs every
+ * instruction executed (address and operation). For debugging guests; level 2 is very slow. */
+extern int emu_trace_level;
+
 /* Runs up to max_insns instructions from the current state: fetch through the MMU, decode, execute; exceptions are
  * delivered to the guest through its IDT; between instructions external interrupts (when interrupt_hint is set
  * and RFLAGS.IF allows, outside an interrupt shadow) and exit requests are handled. */

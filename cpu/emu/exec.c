@@ -17,6 +17,8 @@ static inline uint64_t load_u64(const uint64_t *p)
 
 static struct log_ratelimit exec_rl = LOG_RATELIMIT_INIT(5000, 10);
 
+int emu_trace_level;
+
 int x_unimplemented(struct exec_ctx *x)
 {
     log_message_ratelimited(
@@ -696,6 +698,9 @@ static bool check_events(struct emu_cpu *cpu, struct exec_ctx *x, bool *deferred
         return true;
     }
     int vector = emu_cpu_acknowledge_interrupt(cpu);
+    if (__builtin_expect(emu_trace_level >= 1, 0) && vector >= 0)
+        log_message(LOG_LEVEL_INFO, "emu cpu%u: interrupt vector %d at %04x:%016llx", cpu->index, vector,
+                    s->seg[EMU_CS].selector, (unsigned long long)s->rip);
     if (vector < 0)
         return true;
     /* More may be pending behind this one: look again after the handler's first instruction. */
@@ -737,6 +742,9 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
         uint32_t cc_op = s->cc_op;
         x.shadow = false;
         int r = fetch_decode(&x);
+        if (__builtin_expect(emu_trace_level >= 2, 0) && r == XR_OK)
+            log_message(LOG_LEVEL_INFO, "emu cpu%u: %04x:%016llx %s (%u bytes)", cpu->index,
+                        s->seg[EMU_CS].selector, (unsigned long long)x.rip, x86_op_name(x.in.op), x.in.len);
         if (r == XR_OK) {
             do {
                 r = execute(&x);
@@ -777,6 +785,10 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
             s->cc_src = cc_src;
             s->cc_src2 = cc_src2;
             s->rip = x.rip;
+            if (__builtin_expect(emu_trace_level >= 1, 0))
+                log_message(LOG_LEVEL_INFO, "emu cpu%u: exception %u, error code 0x%x, at %04x:%016llx, cr2 0x%llx",
+                            cpu->index, x.vector, x.error_code, s->seg[EMU_CS].selector, (unsigned long long)x.rip,
+                            (unsigned long long)x.cr2);
             if (!deliver_fault(&x))
                 return EMU_EXEC_TRIPLE_FAULT;
             break;

@@ -4,6 +4,7 @@ vector, the climb to long mode with paging, PCI scan, MMIO, ACPI S5, a triple fa
 stop/cont/system_reset/quit on a running guest. Also: `--accel auto` falls back to the software CPU, saying why,
 when KVM cannot run guest kernels."""
 import os
+import re
 import subprocess
 import sys
 
@@ -30,4 +31,22 @@ if "accel auto: using KVM" in autolog:
 else:
     t.ok(ran and "accel auto: using the software CPU (emu), not KVM:" in autolog,
          "--accel auto falls back to the software CPU, says why, and the payload runs", autolog)
+
+# --trace-cpu: level 1 logs exceptions (the triple-fault payload's #UD), level 2 every instruction from the reset
+# vector on.
+def traced(rom, level):
+    r = subprocess.run([DESKVM, "--accel", "emu", "--firmware", os.path.join(PAYLOADS, rom), "--memory", "64M",
+                        "--serial", "none", "--trace-cpu", str(level)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+rc, err = traced("triplefault.rom", 1)
+t.ok(rc == 0 and re.search(r"emu cpu0: exception 6, error code 0x0, at 0008:", err)
+     and "emu cpu0: f000:" not in err, "--trace-cpu 1 logs the #UD that starts the triple fault, no instructions",
+     err[-2000:])
+rc, err = traced("realmode.rom", 2)
+t.ok(rc == 0 and "emu cpu0: f000:000000000000fff0 JMPF (5 bytes)" in err and
+     "emu cpu0: f000:0000000000000000 CLI (1 bytes)" in err, "--trace-cpu 2 logs every instruction from the reset vector",
+     err[:2000])
 t.done()
