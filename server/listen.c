@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -153,8 +154,20 @@ static int open_unix(struct listen_spec *spec, char **error)
         }
         unlink(spec->path);
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 16) < 0) {
+    /* Bind under a temporary name and rename into place once listening, so a client that sees the socket file
+     * can always connect (no window where the file exists but connect() is refused). Paths too long for the
+     * temporary name are bound directly. */
+    struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+    int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.tmp", spec->path, (int)getpid());
+    bool staged = n > 0 && (size_t)n < sizeof(tmp.sun_path);
+    const struct sockaddr_un *where = staged ? &tmp : &sun;
+    if (staged)
+        unlink(tmp.sun_path);
+    if (bind(fd, (const struct sockaddr *)where, sizeof(*where)) < 0 || listen(fd, 16) < 0 ||
+        (staged && rename(tmp.sun_path, spec->path) < 0)) {
         *error = g_strdup_printf("%s: %s", spec->path, g_strerror(errno));
+        if (staged)
+            unlink(tmp.sun_path);
         close(fd);
         return -1;
     }
