@@ -21,21 +21,13 @@ start:
     movw $msg_real, %si
     call puts16
 
-    lgdtl %cs:gdt_desc
-    movl %cr0, %eax
-    orl $1, %eax
-    movl %eax, %cr0
-    ljmpl $0x08, $(ROM_LOW + pm32)
+    ENTER_PROTECTED_MODE pm32
 
+    .code16
 #include "serial16.inc"
 
     .code32
 pm32:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    movl $0x7000, %esp
     movl $(ROM_LOW + msg_prot), %esi
     call puts32
 
@@ -121,16 +113,7 @@ lm64:
 2:  hlt
     jmp 2b
 
-    .balign 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF   /* 0x08: 32-bit code */
-    .quad 0x00CF92000000FFFF   /* 0x10: data */
-    .quad 0x00AF9A000000FFFF   /* 0x18: 64-bit code */
-gdt_end:
-gdt_desc:
-    .word gdt_end - gdt - 1
-    .long ROM_LOW + gdt
+    FLAT_GDT
 
 msg_real: .asciz "DESKVM-PAYLOAD: real-mode hello\n"
 msg_prot: .asciz "DESKVM-PAYLOAD: protected-mode hello\n"

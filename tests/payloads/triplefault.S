@@ -10,19 +10,10 @@
     .globl start
 start:
     cli
-    lgdtl %cs:gdt_desc
-    movl %cr0, %eax
-    orl $1, %eax
-    movl %eax, %cr0
-    ljmpl $0x08, $(ROM_LOW + pm32)
+    ENTER_PROTECTED_MODE pm32
 
     .code32
 pm32:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    movl $0x7000, %esp
 
     movb $CMOS_BOOT_COUNTER, %al
     outb %al, $CMOS_INDEX
@@ -54,15 +45,7 @@ second_boot:
 
 #include "serial32.inc"
 
-    .balign 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF   /* 0x08: 32-bit code */
-    .quad 0x00CF92000000FFFF   /* 0x10: data */
-gdt_end:
-gdt_desc:
-    .word gdt_end - gdt - 1
-    .long ROM_LOW + gdt
+    FLAT_GDT
 empty_idt:
     .word 0
     .long 0
