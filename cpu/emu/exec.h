@@ -1,10 +1,11 @@
-/* Internals of the emu instruction interpreter shared by exec.c (loop, fetch, decode cache, memory,
- * events) and the per-area files exec_int.c, exec_ctrl.c, exec_string.c, exec_sys.c, exec_sse.c and
- * exec_x87.c. Not for use outside the emu. */
+/* Internals of the emu instruction interpreter shared by exec_loop.c (loop, fetch, decoded blocks, events),
+ * exec.c (memory, operands, stack) and the per-area files exec_int.c, exec_ctrl.c, exec_string.c, exec_sys.c,
+ * exec_sse.c and exec_x87.c. Not for use outside the emu. */
 #ifndef DESKVM_EMU_EXEC_H
 #define DESKVM_EMU_EXEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -24,7 +25,7 @@ enum exec_result {
     XR_SOFTINT, /* INT n / INT3 / INTO / INT1 retired: deliver x->vector as a software event */
 };
 
-struct dcache_entry;
+struct block_cache;
 
 /* An operand named by the ModRM r/m field: a register or an effective address. */
 struct x_op {
@@ -40,7 +41,7 @@ struct exec_ctx {
     struct emu_state *s;
     struct emu_mmu *mmu;
     struct emu_sys_mem sysmem;
-    struct x86_insn in;
+    const struct x86_insn *in; /* the instruction being executed */
     enum x86_mode mode;
     uint64_t rip;      /* this instruction */
     uint64_t next_rip; /* the next one, wrapped to the code size */
@@ -48,8 +49,11 @@ struct exec_ctx {
     uint8_t vector;
     uint32_t error_code;
     uint64_t cr2;
-    bool shadow; /* the instruction opened an interrupt shadow (STI, MOV SS, POP SS) */
-    struct dcache_entry *dcache; /* exec.c's decoded-instruction cache of this thread */
+    bool shadow;     /* the instruction opened an interrupt shadow (STI, MOV SS, POP SS) */
+    uint8_t mmu_idx; /* blocks: the MMU index of explicit accesses (CPL and EFLAGS.AC only change at block
+                        ends) */
+    struct block_cache *blocks; /* exec_loop.c's decoded blocks of this thread */
+    struct x86_insn slow_in;    /* an instruction decoded outside a block */
 };
 
 /* ---- exec.c: faults, registers, memory ---- */
@@ -90,7 +94,7 @@ static inline unsigned x_iopl(const struct exec_ctx *x)
 static inline uint64_t x_get_reg(const struct exec_ctx *x, unsigned r, unsigned size)
 {
     if (size == 1) {
-        if (r >= 4 && r < 8 && (x->in.flags & X86_INSN_HIGH_BYTE))
+        if (r >= 4 && r < 8 && (x->in->flags & X86_INSN_HIGH_BYTE))
             return (x->s->regs[r - 4] >> 8) & 0xff;
         return x->s->regs[r] & 0xff;
     }
@@ -102,7 +106,7 @@ static inline void x_set_reg(struct exec_ctx *x, unsigned r, unsigned size, uint
     uint64_t *p = &x->s->regs[r];
     switch (size) {
     case 1:
-        if (r >= 4 && r < 8 && (x->in.flags & X86_INSN_HIGH_BYTE)) {
+        if (r >= 4 && r < 8 && (x->in->flags & X86_INSN_HIGH_BYTE)) {
             p = &x->s->regs[r - 4];
             *p = (*p & ~0xff00ull) | (v & 0xff) << 8;
         } else {
@@ -124,7 +128,7 @@ static inline void x_set_reg(struct exec_ctx *x, unsigned r, unsigned size, uint
 /* Address-size register access (string ops, LOOP, JCXZ). */
 static inline uint64_t x_addr_mask(const struct exec_ctx *x)
 {
-    return emu_size_mask(x->in.addrsize);
+    return emu_size_mask(x->in->addrsize);
 }
 
 /* The base a segment adds to offsets in the current mode (in 64-bit mode only FS and GS have one). */
@@ -172,6 +176,27 @@ void x_set_sp(struct exec_ctx *x, uint64_t sp);
 
 /* A near branch target: wrapped to the operand size, canonical (64-bit) or within the CS limit. */
 int x_branch(struct exec_ctx *x, uint64_t target, unsigned opsize);
+
+/* ---- decoded blocks (exec_loop.c) and their fast handlers (exec_fast.c) ---- */
+
+typedef int exec_fn(struct exec_ctx *x);
+
+/* One instruction of a decoded block: its handler and the operands the fast handlers want ready. */
+struct block_insn {
+    exec_fn *fn;
+    struct x86_insn in;
+    uint8_t dst, src; /* register operands as destination and source, whatever the encoding's direction */
+};
+
+/* The block instruction being executed; valid in fast handlers only (they run from blocks). */
+static inline const struct block_insn *x_block_insn(const struct exec_ctx *x)
+{
+    return (const struct block_insn *)((const char *)x->in - offsetof(struct block_insn, in));
+}
+
+/* A specialised handler for the instruction in 64-bit mode if there is one (it may fill in dst/src), else
+ * NULL. Fast handlers leave the flags untouched when they fault. */
+exec_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode);
 
 /* ---- per-area handlers: return enum exec_result ---- */
 int exec_int(struct exec_ctx *x);    /* exec_int.c: integer core */

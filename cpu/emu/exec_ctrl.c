@@ -20,9 +20,9 @@ static int read_far_ptr(struct exec_ctx *x, uint16_t *sel, uint64_t *off)
     int r;
 
     x_op_rm(x, &m);
-    if ((r = x_read(x, m.seg, m.off, x->in.opsize, off)))
+    if ((r = x_read(x, m.seg, m.off, x->in->opsize, off)))
         return r;
-    if ((r = x_read(x, m.seg, (m.off + x->in.opsize) & x_addr_mask(x), 2, &v)))
+    if ((r = x_read(x, m.seg, (m.off + x->in->opsize) & x_addr_mask(x), 2, &v)))
         return r;
     *sel = (uint16_t)v;
     return XR_OK;
@@ -30,7 +30,7 @@ static int read_far_ptr(struct exec_ctx *x, uint16_t *sel, uint64_t *off)
 
 static int exec_loop(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     uint64_t mask = x_addr_mask(x);
     uint64_t count = x->s->regs[EMU_RCX] & mask;
     bool taken;
@@ -57,7 +57,7 @@ static int exec_loop(struct exec_ctx *x)
 
 int exec_ctrl(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize;
     struct emu_fault f;

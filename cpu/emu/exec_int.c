@@ -30,7 +30,7 @@ static uint64_t alu_binary(struct emu_state *s, unsigned op, unsigned size, uint
 /* ADD..CMP and TEST in the forms E,G / G,E / E,I. */
 static int exec_alu2(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize, op = in->op;
     bool writes = op != X86_OP_CMP && op != X86_OP_TEST;
     struct x_op dst;
@@ -63,7 +63,7 @@ static int exec_alu2(struct exec_ctx *x)
 
 static int exec_unary(struct exec_ctx *x)
 {
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     struct x_op dst;
     uint64_t a, v;
     int r;
@@ -71,7 +71,7 @@ static int exec_unary(struct exec_ctx *x)
     x_op_rm(x, &dst);
     if ((r = x_op_read_rmw(x, &dst, size, &a)))
         return r;
-    switch (x->in.op) {
+    switch (x->in->op) {
     case X86_OP_INC:
         v = emu_alu_inc(x->s, size, a);
         break;
@@ -90,7 +90,7 @@ static int exec_unary(struct exec_ctx *x)
 
 static int exec_muldiv(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize;
     struct x_op src;
@@ -143,7 +143,7 @@ static int exec_muldiv(struct exec_ctx *x)
 
 static int exec_shift(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize, count;
     struct x_op dst;
@@ -206,7 +206,7 @@ static int exec_shift(struct exec_ctx *x)
 
 static int exec_bt(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize, bits = size * 8;
     struct x_op dst;
@@ -249,7 +249,7 @@ static int exec_bt(struct exec_ctx *x)
 
 static int exec_bitscan(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     struct x_op src;
     uint64_t b, v, old = x_get_reg(x, in->reg, size);
@@ -271,7 +271,7 @@ static int exec_bitscan(struct exec_ctx *x)
 
 static int exec_mov(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     struct x_op rm;
     uint64_t v;
@@ -293,7 +293,7 @@ static int exec_mov(struct exec_ctx *x)
 
 static int exec_movx(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned src_size;
     struct x_op rm;
     uint64_t v;
@@ -314,18 +314,24 @@ static int exec_movx(struct exec_ctx *x)
 
 static int exec_xchg(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     struct x_op rm;
     uint64_t a, b = x_get_reg(x, in->reg, size);
     int r;
 
     x_op_rm(x, &rm);
-    if (rm.mem)
-        x->in.prefixes |= X86_PFX_LOCK; /* XCHG with memory is always locked */
-    if ((r = x_op_read_rmw(x, &rm, size, &a)))
-        return r;
-    if ((r = x_op_write_rmw(x, &rm, size, a, b)))
+    struct x86_insn locked;
+    if (rm.mem) { /* XCHG with memory is always locked */
+        locked = *in;
+        locked.prefixes |= X86_PFX_LOCK;
+        x->in = &locked;
+    }
+    r = x_op_read_rmw(x, &rm, size, &a);
+    if (!r)
+        r = x_op_write_rmw(x, &rm, size, a, b);
+    x->in = in;
+    if (r)
         return r;
     x_set_reg(x, in->reg, size, a);
     return XR_OK;
@@ -333,7 +339,7 @@ static int exec_xchg(struct exec_ctx *x)
 
 static int exec_cmpxchg(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     struct x_op dst;
     uint64_t a, acc = x_get_reg(x, EMU_RAX, size), src = x_get_reg(x, in->reg, size);
@@ -360,7 +366,7 @@ static int exec_cmpxchg(struct exec_ctx *x)
 
 static int exec_xadd(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     struct x_op dst;
     uint64_t a, b = x_get_reg(x, in->reg, size);
@@ -384,7 +390,7 @@ static int exec_xadd(struct exec_ctx *x)
 static int exec_cmpxchg8b(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned half = x->in.opsize == 8 ? 8 : 4;
+    unsigned half = x->in->opsize == 8 ? 8 : 4;
     struct x_op m;
     uint64_t lin, cur[2] = {0, 0};
     int r;
@@ -446,12 +452,12 @@ static int exec_cmpxchg8b(struct exec_ctx *x)
 
 static int exec_push(struct exec_ctx *x)
 {
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     uint64_t v;
     int r;
 
-    if (x->in.form == X86_FORM_I) {
-        v = x->in.imm;
+    if (x->in->form == X86_FORM_I) {
+        v = x->in->imm;
     } else {
         struct x_op src;
         x_op_rm(x, &src);
@@ -464,7 +470,7 @@ static int exec_push(struct exec_ctx *x)
 static int exec_pop(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     uint64_t v, old_sp = s->regs[EMU_RSP];
     struct x_op dst;
     int r;
@@ -481,7 +487,7 @@ static int exec_pop(struct exec_ctx *x)
 static int exec_pusha(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     int r;
 
     for (unsigned i = 0; i < 8; i++) {
@@ -496,7 +502,7 @@ static int exec_pusha(struct exec_ctx *x)
 static int exec_popa(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     uint64_t v[8];
     int r;
 
@@ -517,13 +523,13 @@ static int exec_pushf(struct exec_ctx *x)
     if ((x->s->rflags & EMU_FLAG_VM) && x_iopl(x) < 3)
         return x_fault(x, EMU_EXC_GP, 0);
     uint64_t f = emu_flags_get(x->s) & ~(uint64_t)(EMU_FLAG_VM | EMU_FLAG_RF);
-    return x_push(x, x->in.opsize, f);
+    return x_push(x, x->in->opsize, f);
 }
 
 static int exec_popf(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned size = x->in.opsize;
+    unsigned size = x->in->opsize;
     uint64_t v;
     int r;
 
@@ -547,7 +553,7 @@ static int exec_popf(struct exec_ctx *x)
 static int exec_enter(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    unsigned size = x->in.opsize, level = x->in.imm2 & 31;
+    unsigned size = x->in->opsize, level = x->in->imm2 & 31;
     uint64_t m = emu_size_mask(x_stack_width(x));
     uint64_t sp = s->regs[EMU_RSP], bp = s->regs[EMU_RBP], v;
     int r;
@@ -569,7 +575,7 @@ static int exec_enter(struct exec_ctx *x)
         if ((r = x_write(x, EMU_SS, sp, size, frame)))
             return r;
     }
-    sp = (sp - (x->in.imm & 0xffff)) & m;
+    sp = (sp - (x->in->imm & 0xffff)) & m;
     /* The new stack top must be accessible (a #SS/#PF here leaves the registers as they were). */
     if ((r = x_read(x, EMU_SS, sp, 1, &v)))
         return r;
@@ -580,7 +586,7 @@ static int exec_enter(struct exec_ctx *x)
 
 static int exec_leave(struct exec_ctx *x)
 {
-    unsigned size = x->in.opsize, w = x_stack_width(x);
+    unsigned size = x->in->opsize, w = x_stack_width(x);
     uint64_t bp = x->s->regs[EMU_RBP] & emu_size_mask(w), v;
     int r;
 
@@ -596,7 +602,7 @@ static int exec_leave(struct exec_ctx *x)
 static int exec_flag_op(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
-    switch (x->in.op) {
+    switch (x->in->op) {
     case X86_OP_CLC:
         emu_flags_write(s, 0, EMU_FLAG_CF);
         break;
@@ -616,7 +622,7 @@ static int exec_flag_op(struct exec_ctx *x)
     case X86_OP_STI:
         if ((s->rflags & EMU_FLAG_VM) ? x_iopl(x) < 3 : x_protected(x) && x_cpl(x) > x_iopl(x))
             return x_fault(x, EMU_EXC_GP, 0);
-        if (x->in.op == X86_OP_CLI) {
+        if (x->in->op == X86_OP_CLI) {
             s->rflags &= ~(uint64_t)EMU_FLAG_IF;
         } else if (!(s->rflags & EMU_FLAG_IF)) {
             s->rflags |= EMU_FLAG_IF;
@@ -642,7 +648,7 @@ static int exec_bcd(struct exec_ctx *x)
     struct emu_state *s = x->s;
     uint64_t ax = s->regs[EMU_RAX] & 0xffff, v;
 
-    switch (x->in.op) {
+    switch (x->in->op) {
     case X86_OP_DAA:
         x_set_reg(x, EMU_RAX, 1, emu_alu_daa(s, ax));
         break;
@@ -656,10 +662,10 @@ static int exec_bcd(struct exec_ctx *x)
         x_set_reg(x, EMU_RAX, 2, emu_alu_aas(s, ax));
         break;
     case X86_OP_AAD:
-        x_set_reg(x, EMU_RAX, 2, emu_alu_aad(s, ax, (uint8_t)x->in.imm));
+        x_set_reg(x, EMU_RAX, 2, emu_alu_aad(s, ax, (uint8_t)x->in->imm));
         break;
     default:
-        if (!emu_alu_aam(s, ax, (uint8_t)x->in.imm, &v))
+        if (!emu_alu_aam(s, ax, (uint8_t)x->in->imm, &v))
             return x_fault(x, EMU_EXC_DE, 0);
         x_set_reg(x, EMU_RAX, 2, v);
         break;
@@ -669,7 +675,7 @@ static int exec_bcd(struct exec_ctx *x)
 
 int exec_int(struct exec_ctx *x)
 {
-    struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     uint64_t v;
     int r;

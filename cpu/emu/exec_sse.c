@@ -22,33 +22,33 @@ static union xmm *xreg(struct exec_ctx *x, unsigned i)
 /* The r/m source: an XMM register, or size bytes of memory (zero-filled above), aligned to 16 if asked. */
 static int src_rm(struct exec_ctx *x, unsigned size, bool aligned, union xmm *v)
 {
-    if (!(x->in.flags & X86_INSN_MEM)) {
-        *v = *xreg(x, x->in.rm);
+    if (!(x->in->flags & X86_INSN_MEM)) {
+        *v = *xreg(x, x->in->rm);
         return XR_OK;
     }
     uint64_t off = x_ea(x);
     memset(v, 0, sizeof(*v));
-    if (aligned && ((off + x_seg_base(x, x->in.seg)) & 15))
+    if (aligned && ((off + x_seg_base(x, x->in->seg)) & 15))
         return x_fault(x, EMU_EXC_GP, 0);
-    return x_read_buf(x, x->in.seg, off, size, v);
+    return x_read_buf(x, x->in->seg, off, size, v);
 }
 
 /* Stores size bytes of v to the r/m operand (a register receives all 16 bytes). */
 static int store_rm(struct exec_ctx *x, unsigned size, bool aligned, const union xmm *v)
 {
-    if (!(x->in.flags & X86_INSN_MEM)) {
-        *xreg(x, x->in.rm) = *v;
+    if (!(x->in->flags & X86_INSN_MEM)) {
+        *xreg(x, x->in->rm) = *v;
         return XR_OK;
     }
     uint64_t off = x_ea(x);
-    if (aligned && ((off + x_seg_base(x, x->in.seg)) & 15))
+    if (aligned && ((off + x_seg_base(x, x->in->seg)) & 15))
         return x_fault(x, EMU_EXC_GP, 0);
-    return x_write_buf(x, x->in.seg, off, size, v);
+    return x_write_buf(x, x->in->seg, off, size, v);
 }
 
 static int sse_moves(struct exec_ctx *x, bool *handled)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned mp = in->mandatory;
     bool mem = in->flags & X86_INSN_MEM;
     union xmm v, *g = xreg(x, in->reg);
@@ -229,7 +229,7 @@ static void shuffle16(union xmm *d, const union xmm *s, unsigned imm, unsigned b
 /* Immediate shifts (0F 71-73 with 66): ModRM.reg selects the operation, rm the register. */
 static int sse_shift_imm(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     union xmm *d = xreg(x, in->rm), t;
     unsigned reg = (in->modrm >> 3) & 7, n = (unsigned)in->imm & 0xff;
 
@@ -383,7 +383,7 @@ static bool int_arith(unsigned op, union xmm *d, const union xmm *src)
 /* Two-operand 128-bit operations xmm, xmm/m128 (memory aligned). */
 static int sse_binary(struct exec_ctx *x, bool *handled)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned op = in->opcode, mp = in->mandatory;
     union xmm s, *d = xreg(x, in->reg), t;
     int r;
@@ -694,7 +694,7 @@ static bool fp_convert(unsigned op, unsigned mp, const union xmm *a, const union
 
 static int sse_fp(struct exec_ctx *x, bool *handled)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned op = in->opcode, mp = in->mandatory, host;
     union xmm s, r, *d = xreg(x, in->reg);
     bool scalar = mp == X86_MP_F3 || mp == X86_MP_F2;
@@ -820,7 +820,7 @@ static int sse_fp(struct exec_ctx *x, bool *handled)
 
 int exec_sse(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     bool handled;
     int r;

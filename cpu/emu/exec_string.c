@@ -19,7 +19,7 @@ static int io_allowed(struct exec_ctx *x)
 /* One element; *si and *di advance by delta. */
 static int string_step(struct exec_ctx *x, uint64_t *si, uint64_t *di, int64_t delta)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize;
     uint64_t am = x_addr_mask(x), a, b;
@@ -82,7 +82,7 @@ static int string_step(struct exec_ctx *x, uint64_t *si, uint64_t *di, int64_t d
  * Returns the number of elements done (0: take the slow path for the next element). */
 static uint64_t string_fast(struct exec_ctx *x, uint64_t si, uint64_t di, uint64_t count)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     unsigned size = in->opsize;
     uint64_t am = x_addr_mask(x), dlin, slin = 0;
     unsigned idx = emu_mmu_index(x->s, 0);
@@ -130,16 +130,16 @@ static uint64_t string_fast(struct exec_ctx *x, uint64_t si, uint64_t di, uint64
 /* Writes back the index registers the instruction uses (others keep their upper bits). */
 static void commit_pointers(struct exec_ctx *x, uint64_t si, uint64_t di)
 {
-    unsigned op = x->in.op;
+    unsigned op = x->in->op;
     if (op != X86_OP_STOS && op != X86_OP_SCAS && op != X86_OP_INS)
-        x_set_reg(x, EMU_RSI, x->in.addrsize, si);
+        x_set_reg(x, EMU_RSI, x->in->addrsize, si);
     if (op != X86_OP_LODS && op != X86_OP_OUTS)
-        x_set_reg(x, EMU_RDI, x->in.addrsize, di);
+        x_set_reg(x, EMU_RDI, x->in->addrsize, di);
 }
 
 int exec_string(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = in->opsize;
     uint64_t am = x_addr_mask(x);

@@ -79,7 +79,7 @@ static int write_cr4(struct exec_ctx *x, uint64_t v)
 
 static int exec_mov_cr(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = x->mode == X86_MODE_64 ? 8 : 4;
     int r;
@@ -136,7 +136,7 @@ static int exec_mov_cr(struct exec_ctx *x)
 
 static int exec_mov_dr(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned size = x->mode == X86_MODE_64 ? 8 : 4, n = in->reg;
     int r;
@@ -171,7 +171,7 @@ static int store_sys16(struct exec_ctx *x, uint64_t v)
     x_op_rm(x, &dst);
     if (dst.mem)
         return x_write(x, dst.seg, dst.off, 2, v & 0xffff);
-    x_set_reg(x, dst.reg, x->in.opsize, v & (x->in.opsize == 2 ? 0xffff : ~0ull));
+    x_set_reg(x, dst.reg, x->in->opsize, v & (x->in->opsize == 2 ? 0xffff : ~0ull));
     return XR_OK;
 }
 
@@ -187,7 +187,7 @@ static int load_seg(struct exec_ctx *x, unsigned seg, uint16_t sel)
 
 static int exec_segment(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     struct x_op m;
     uint64_t v, off;
@@ -227,7 +227,7 @@ static int exec_segment(struct exec_ctx *x)
 
 static int exec_dtable(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     bool idt = in->op == X86_OP_SIDT || in->op == X86_OP_LIDT;
     struct emu_dtable *t = idt ? &s->idtr : &s->gdtr;
@@ -258,7 +258,7 @@ static int exec_dtable(struct exec_ctx *x)
 /* LAR, LSL, VERR, VERW: ZF says whether the selector names a descriptor visible at this privilege level. */
 static int exec_desc_query(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     struct x_op src;
     struct emu_desc d;
@@ -321,7 +321,7 @@ static int fpu_check(struct exec_ctx *x, bool sse)
 
 static int exec_fxstate(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     struct x_op m;
     uint64_t v;
@@ -381,7 +381,7 @@ static int exec_msr(struct exec_ctx *x)
 
     if ((r = need_cpl0(x)))
         return r;
-    if (x->in.op == X86_OP_RDMSR) {
+    if (x->in->op == X86_OP_RDMSR) {
         if (!emu_msr_read(x->cpu, msr, &v))
             return x_fault(x, EMU_EXC_GP, 0);
         s->regs[EMU_RAX] = (uint32_t)v;
@@ -396,7 +396,7 @@ static int exec_msr(struct exec_ctx *x)
 
 int exec_sys(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     struct emu_fault f;
     struct x_op m;

@@ -549,7 +549,7 @@ static bool fcmov_cond(const struct emu_state *s, unsigned esc, unsigned reg)
 static int exec_reg_form(struct exec_ctx *x, unsigned esc, unsigned reg, unsigned i)
 {
     struct emu_state *s = x->s;
-    unsigned code = x->in.modrm;
+    unsigned code = x->in->modrm;
     f80 a, b, r;
 
     switch (esc) {
@@ -764,7 +764,7 @@ static bool non_waiting(const struct x86_insn *in)
 
 int exec_x87(struct exec_ctx *x)
 {
-    const struct x86_insn *in = &x->in;
+    const struct x86_insn *in = x->in;
     struct emu_state *s = x->s;
     unsigned esc = in->opcode & 7, reg = (in->modrm >> 3) & 7;
     uint64_t v;

@@ -1,0 +1,656 @@
+/* emu interpreter: specialised handlers for the instruction forms that dominate 64-bit code (register and
+ * simple memory ALU operations, moves, LEA, PUSH/POP, near branches), chosen once when a block is decoded.
+ * Everything else goes through the per-area handlers. */
+#include "emu/exec.h"
+
+/* ---- memory: the TLB fast path inline, everything else through exec.c ---- */
+
+static inline uint64_t fast_ea(const struct exec_ctx *x, const struct x86_insn *in)
+{
+    const uint64_t *regs = x->s->regs;
+    uint64_t a = (uint64_t)in->disp;
+    if (in->flags & X86_INSN_RIP_REL)
+        a += x->next_rip;
+    if (in->base != X86_REG_NONE)
+        a += regs[in->base];
+    if (in->index != X86_REG_NONE)
+        a += regs[in->index] << in->scale;
+    if (in->addrsize != 8)
+        a &= emu_size_mask(in->addrsize);
+    return a;
+}
+
+static inline uint64_t load_sized(const void *p, unsigned size)
+{
+    switch (size) {
+    case 1:
+        return *(const uint8_t *)p;
+    case 2: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case 4: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    default: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    }
+}
+
+static inline void store_sized(void *p, unsigned size, uint64_t v)
+{
+    switch (size) {
+    case 1:
+        *(uint8_t *)p = (uint8_t)v;
+        break;
+    case 2:
+        memcpy(p, &(uint16_t){(uint16_t)v}, 2);
+        break;
+    case 4:
+        memcpy(p, &(uint32_t){(uint32_t)v}, 4);
+        break;
+    default:
+        memcpy(p, &v, 8);
+        break;
+    }
+}
+
+/* 64-bit mode: a TLB tag only matches a canonical page, so a hit inside the page needs no further check. */
+static inline int fast_read(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint64_t *v)
+{
+    if (seg < EMU_FS) {
+        const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
+        if (__builtin_expect(e->tag_read == (off & EMU_PAGE_MASK) && (off & 0xfff) <= 4096 - size, 1)) {
+            *v = load_sized((const void *)(uintptr_t)(off + e->addend), size);
+            return XR_OK;
+        }
+    }
+    return x_read(x, seg, off, size, v);
+}
+
+static inline int fast_write(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint64_t v)
+{
+    if (seg < EMU_FS) {
+        const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
+        if (__builtin_expect(e->tag_write == (off & EMU_PAGE_MASK) && (off & 0xfff) <= 4096 - size, 1)) {
+            store_sized((void *)(uintptr_t)(off + e->addend), size, v);
+            return XR_OK;
+        }
+    }
+    return x_write(x, seg, off, size, v);
+}
+
+/* A register written with a 4- or 8-byte result (4: zero-extended, as on hardware). */
+static inline void set_reg48(uint64_t *regs, unsigned r, unsigned size, uint64_t v)
+{
+    regs[r] = size == 4 ? (uint32_t)v : v;
+}
+
+/* ---- ALU: ADD OR ADC SBB AND SUB XOR, and CMP/TEST that only record flags ---- */
+
+static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size, uint64_t a, uint64_t b)
+{
+    switch (op) {
+    case X86_OP_ADD:
+        return emu_alu_add(s, size, a, b);
+    case X86_OP_OR:
+        return emu_alu_or(s, size, a, b);
+    case X86_OP_ADC:
+        return emu_alu_adc(s, size, a, b);
+    case X86_OP_SBB:
+        return emu_alu_sbb(s, size, a, b);
+    case X86_OP_AND:
+        return emu_alu_and(s, size, a, b);
+    case X86_OP_SUB:
+        return emu_alu_sub(s, size, a, b);
+    case X86_OP_XOR:
+        return emu_alu_xor(s, size, a, b);
+    case X86_OP_CMP:
+        return emu_alu_sub(s, size, a, b);
+    default: /* TEST */
+        return emu_alu_and(s, size, a, b);
+    }
+}
+
+#define ALU_WRITES(op) ((op) != X86_OP_CMP && (op) != X86_OP_TEST)
+
+/* Each (operation, size) pair gets its own functions, so the switch above folds away. */
+#define ALU_HANDLERS(OP, SZ)                                                                                 \
+    static int alu_rr_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *regs = x->s->regs;                                                                         \
+        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], regs[bi->src]);                          \
+        if (ALU_WRITES(X86_OP_##OP))                                                                         \
+            regs[bi->dst] = v;                                                                               \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int alu_ri_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *regs = x->s->regs;                                                                         \
+        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], bi->in.imm);                             \
+        if (ALU_WRITES(X86_OP_##OP))                                                                         \
+            regs[bi->dst] = v;                                                                               \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int alu_rm_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *regs = x->s->regs, b;                                                                      \
+        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &b);                                       \
+        if (r)                                                                                               \
+            return r;                                                                                        \
+        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], b);                                      \
+        if (ALU_WRITES(X86_OP_##OP))                                                                         \
+            regs[bi->dst] = v;                                                                               \
+        return XR_OK;                                                                                        \
+    }
+
+#define ALU_OPS(X, SZ)                                                                                       \
+    X(ADD, SZ) X(OR, SZ) X(ADC, SZ) X(SBB, SZ) X(AND, SZ) X(SUB, SZ) X(XOR, SZ) X(CMP, SZ) X(TEST, SZ)
+ALU_OPS(ALU_HANDLERS, 4)
+ALU_OPS(ALU_HANDLERS, 8)
+
+/* CMP/TEST with a memory first operand: read-only (register sources of 4/8 bytes; immediates also 1). */
+#define ALU_MEM_CMP_HANDLERS(OP, SZ)                                                                         \
+    static int alu_mr_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t a;                                                                                          \
+        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
+        if (r)                                                                                               \
+            return r;                                                                                        \
+        fast_alu(x->s, X86_OP_##OP, SZ, a, x->s->regs[bi->src]);                                             \
+        return XR_OK;                                                                                        \
+    }
+#define ALU_MEM_CMP_IMM_HANDLERS(OP, SZ)                                                                     \
+    static int alu_mi_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t a;                                                                                          \
+        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
+        if (r)                                                                                               \
+            return r;                                                                                        \
+        fast_alu(x->s, X86_OP_##OP, SZ, a, bi->in.imm);                                                      \
+        return XR_OK;                                                                                        \
+    }
+ALU_MEM_CMP_HANDLERS(CMP, 4)
+ALU_MEM_CMP_HANDLERS(CMP, 8)
+ALU_MEM_CMP_HANDLERS(TEST, 4)
+ALU_MEM_CMP_HANDLERS(TEST, 8)
+ALU_MEM_CMP_IMM_HANDLERS(CMP, 1)
+ALU_MEM_CMP_IMM_HANDLERS(CMP, 4)
+ALU_MEM_CMP_IMM_HANDLERS(CMP, 8)
+ALU_MEM_CMP_IMM_HANDLERS(TEST, 1)
+ALU_MEM_CMP_IMM_HANDLERS(TEST, 4)
+ALU_MEM_CMP_IMM_HANDLERS(TEST, 8)
+
+/* ---- INC/DEC on registers ---- */
+
+#define INCDEC_HANDLERS(SZ)                                                                                  \
+    static int inc_r_##SZ(struct exec_ctx *x)                                                                \
+    {                                                                                                        \
+        uint64_t *p = &x->s->regs[x_block_insn(x)->dst];                                                     \
+        *p = emu_alu_inc(x->s, SZ, *p);                                                                      \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int dec_r_##SZ(struct exec_ctx *x)                                                                \
+    {                                                                                                        \
+        uint64_t *p = &x->s->regs[x_block_insn(x)->dst];                                                     \
+        *p = emu_alu_dec(x->s, SZ, *p);                                                                      \
+        return XR_OK;                                                                                        \
+    }
+INCDEC_HANDLERS(4)
+INCDEC_HANDLERS(8)
+
+/* ---- shifts of registers by an immediate (count already known non-zero after masking) ---- */
+
+#define SHIFT_HANDLERS(SZ)                                                                                   \
+    static int shl_ri_##SZ(struct exec_ctx *x)                                                               \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
+        *p = emu_alu_shl(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int shr_ri_##SZ(struct exec_ctx *x)                                                               \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
+        *p = emu_alu_shr(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int sar_ri_##SZ(struct exec_ctx *x)                                                               \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
+        *p = emu_alu_sar(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
+        return XR_OK;                                                                                        \
+    }
+SHIFT_HANDLERS(4)
+SHIFT_HANDLERS(8)
+
+/* IMUL r, r/m(register), imm and IMUL r, r/m(register). */
+#define IMUL_HANDLERS(SZ)                                                                                    \
+    static int imul_rri_##SZ(struct exec_ctx *x)                                                             \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *regs = x->s->regs;                                                                         \
+        regs[bi->dst] = emu_alu_imul(x->s, SZ, regs[bi->src], bi->in.imm, NULL);                             \
+        return XR_OK;                                                                                        \
+    }                                                                                                        \
+    static int imul_rr_##SZ(struct exec_ctx *x)                                                              \
+    {                                                                                                        \
+        const struct block_insn *bi = x_block_insn(x);                                                       \
+        uint64_t *regs = x->s->regs;                                                                         \
+        regs[bi->dst] = emu_alu_imul(x->s, SZ, regs[bi->dst], regs[bi->src], NULL);                          \
+        return XR_OK;                                                                                        \
+    }
+IMUL_HANDLERS(4)
+IMUL_HANDLERS(8)
+
+/* ---- moves ---- */
+
+static int mov_rr_4(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    x->s->regs[bi->dst] = (uint32_t)x->s->regs[bi->src];
+    return XR_OK;
+}
+
+static int mov_rr_8(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    x->s->regs[bi->dst] = x->s->regs[bi->src];
+    return XR_OK;
+}
+
+static int mov_ri(struct exec_ctx *x) /* 4 or 8 bytes: the decoder already sized the immediate */
+{
+    const struct block_insn *bi = x_block_insn(x);
+    x->s->regs[bi->dst] = bi->in.imm;
+    return XR_OK;
+}
+
+static int mov_load(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    uint64_t v;
+    int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, &v);
+    if (r)
+        return r;
+    x_set_reg(x, bi->in.reg, bi->in.opsize, v);
+    return XR_OK;
+}
+
+static int mov_store(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    unsigned size = bi->in.opsize;
+    return fast_write(x, bi->in.seg, fast_ea(x, &bi->in), size, x_get_reg(x, bi->in.reg, size));
+}
+
+static int mov_store_imm(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    return fast_write(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, bi->in.imm);
+}
+
+/* MOVZX/MOVSX/MOVSXD with the source size in src (register sources: the register number in dst's place is the
+ * ModRM reg; the source register is in.rm). */
+static int movx(struct exec_ctx *x, bool sign)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    const struct x86_insn *in = &bi->in;
+    unsigned src_size = bi->src;
+    uint64_t v;
+    if (in->flags & X86_INSN_MEM) {
+        int r = fast_read(x, in->seg, fast_ea(x, in), src_size, &v);
+        if (r)
+            return r;
+    } else {
+        v = x_get_reg(x, in->rm, src_size);
+    }
+    if (sign)
+        v = emu_sign_extend(src_size, v);
+    x_set_reg(x, in->reg, in->opsize, v);
+    return XR_OK;
+}
+
+static int movzx(struct exec_ctx *x)
+{
+    return movx(x, false);
+}
+
+static int movsx(struct exec_ctx *x)
+{
+    return movx(x, true);
+}
+
+static int lea(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    set_reg48(x->s->regs, bi->dst, bi->in.opsize, fast_ea(x, &bi->in));
+    return XR_OK;
+}
+
+/* ---- stack (64-bit mode: 8-byte pushes and pops, SS has no base) ---- */
+
+static int push_r(struct exec_ctx *x)
+{
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
+    int r = fast_write(x, EMU_SS, sp, 8, regs[x_block_insn(x)->src]);
+    if (r)
+        return r;
+    regs[EMU_RSP] = sp;
+    return XR_OK;
+}
+
+static int push_i(struct exec_ctx *x)
+{
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
+    int r = fast_write(x, EMU_SS, sp, 8, x_block_insn(x)->in.imm);
+    if (r)
+        return r;
+    regs[EMU_RSP] = sp;
+    return XR_OK;
+}
+
+static int pop_r(struct exec_ctx *x)
+{
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], v;
+    int r = fast_read(x, EMU_SS, sp, 8, &v);
+    if (r)
+        return r;
+    regs[EMU_RSP] = sp + 8; /* POP RSP: the popped value wins */
+    regs[x_block_insn(x)->dst] = v;
+    return XR_OK;
+}
+
+/* ---- near branches (64-bit operand size) ---- */
+
+static inline int branch64(struct exec_ctx *x, uint64_t target)
+{
+    if (!emu_canonical(target))
+        return x_fault(x, EMU_EXC_GP, 0);
+    x->next_rip = target;
+    return XR_OK;
+}
+
+static int jcc(struct exec_ctx *x)
+{
+    const struct x86_insn *in = x->in;
+    if (!emu_cond(x->s, in->opcode & 15))
+        return XR_OK;
+    return branch64(x, x->next_rip + in->imm);
+}
+
+static int jmp_rel(struct exec_ctx *x)
+{
+    return branch64(x, x->next_rip + x->in->imm);
+}
+
+static int call_rel(struct exec_ctx *x)
+{
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8, ret = x->next_rip;
+    int r = branch64(x, ret + x->in->imm);
+    if (r)
+        return r;
+    if ((r = fast_write(x, EMU_SS, sp, 8, ret)))
+        return r;
+    regs[EMU_RSP] = sp;
+    return XR_OK;
+}
+
+static int ret_near(struct exec_ctx *x)
+{
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], target;
+    int r = fast_read(x, EMU_SS, sp, 8, &target);
+    if (r)
+        return r;
+    if ((r = branch64(x, target)))
+        return r;
+    regs[EMU_RSP] = sp + 8;
+    return XR_OK;
+}
+
+/* ---- CMOVcc/SETcc on registers, NOP ---- */
+
+static int cmov_rr(struct exec_ctx *x)
+{
+    const struct block_insn *bi = x_block_insn(x);
+    uint64_t *regs = x->s->regs;
+    /* 32-bit CMOV zero-extends the destination even when the condition is false. */
+    uint64_t v = emu_cond(x->s, bi->in.opcode & 15) ? regs[bi->src] : regs[bi->dst];
+    set_reg48(regs, bi->dst, bi->in.opsize, v);
+    return XR_OK;
+}
+
+static int setcc_r(struct exec_ctx *x)
+{
+    const struct x86_insn *in = x->in;
+    x_set_reg(x, in->rm, 1, emu_cond(x->s, in->opcode & 15));
+    return XR_OK;
+}
+
+static int nop(struct exec_ctx *x)
+{
+    return XR_OK;
+}
+
+/* ---- choosing a handler ---- */
+
+static exec_fn *alu_handler(unsigned op, unsigned size, char kind)
+{
+#define ALU_CASE(OP, SZ)                                                                                     \
+    if (op == X86_OP_##OP && size == SZ)                                                                     \
+        return kind == 'r' ? alu_rr_##OP##_##SZ : kind == 'i' ? alu_ri_##OP##_##SZ : alu_rm_##OP##_##SZ;
+    ALU_OPS(ALU_CASE, 4)
+    ALU_OPS(ALU_CASE, 8)
+#undef ALU_CASE
+    return NULL;
+}
+
+static bool is_alu(unsigned op)
+{
+    switch (op) {
+    case X86_OP_ADD:
+    case X86_OP_OR:
+    case X86_OP_ADC:
+    case X86_OP_SBB:
+    case X86_OP_AND:
+    case X86_OP_SUB:
+    case X86_OP_XOR:
+    case X86_OP_CMP:
+    case X86_OP_TEST:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static exec_fn *alu_pick(struct block_insn *bi)
+{
+    const struct x86_insn *in = &bi->in;
+    unsigned size = in->opsize;
+    bool mem = in->flags & X86_INSN_MEM;
+
+    if (in->prefixes & X86_PFX_LOCK)
+        return NULL;
+    if (!mem && (size == 4 || size == 8)) {
+        switch (in->form) {
+        case X86_FORM_E_G:
+            bi->dst = in->rm;
+            bi->src = in->reg;
+            return alu_handler(in->op, size, 'r');
+        case X86_FORM_G_E:
+            bi->dst = in->reg;
+            bi->src = in->rm;
+            return alu_handler(in->op, size, 'r');
+        case X86_FORM_E_I:
+            bi->dst = in->rm;
+            return alu_handler(in->op, size, 'i');
+        default:
+            return NULL;
+        }
+    }
+    if (!mem)
+        return NULL;
+    if (in->form == X86_FORM_G_E && (size == 4 || size == 8)) {
+        bi->dst = in->reg;
+        return alu_handler(in->op, size, 'm');
+    }
+    /* Read-only CMP/TEST with memory as the first operand. */
+    if (in->op != X86_OP_CMP && in->op != X86_OP_TEST)
+        return NULL;
+    if (in->form == X86_FORM_E_G && (size == 4 || size == 8)) {
+        bi->src = in->reg;
+        if (in->op == X86_OP_CMP)
+            return size == 4 ? alu_mr_CMP_4 : alu_mr_CMP_8;
+        return size == 4 ? alu_mr_TEST_4 : alu_mr_TEST_8;
+    }
+    if (in->form == X86_FORM_E_I && (size == 1 || size == 4 || size == 8)) {
+        if (in->op == X86_OP_CMP)
+            return size == 1 ? alu_mi_CMP_1 : size == 4 ? alu_mi_CMP_4 : alu_mi_CMP_8;
+        return size == 1 ? alu_mi_TEST_1 : size == 4 ? alu_mi_TEST_4 : alu_mi_TEST_8;
+    }
+    return NULL;
+}
+
+static exec_fn *mov_pick(struct block_insn *bi)
+{
+    const struct x86_insn *in = &bi->in;
+    unsigned size = in->opsize;
+    bool mem = in->flags & X86_INSN_MEM;
+
+    if (!mem) {
+        if (size != 4 && size != 8)
+            return NULL;
+        switch (in->form) {
+        case X86_FORM_E_G:
+            bi->dst = in->rm;
+            bi->src = in->reg;
+            return size == 4 ? mov_rr_4 : mov_rr_8;
+        case X86_FORM_G_E:
+            bi->dst = in->reg;
+            bi->src = in->rm;
+            return size == 4 ? mov_rr_4 : mov_rr_8;
+        case X86_FORM_E_I:
+            bi->dst = in->rm;
+            return size == 4 && (in->imm >> 32) ? NULL : mov_ri;
+        default:
+            return NULL;
+        }
+    }
+    switch (in->form) {
+    case X86_FORM_G_E:
+        return mov_load;
+    case X86_FORM_E_G:
+        return mov_store;
+    case X86_FORM_E_I:
+        return mov_store_imm;
+    default:
+        return NULL;
+    }
+}
+
+exec_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
+{
+    const struct x86_insn *in = &bi->in;
+    unsigned size = in->opsize;
+    bool mem = in->flags & X86_INSN_MEM;
+
+    if (mode != X86_MODE_64 || in->map > X86_MAP_0F)
+        return NULL;
+    if (is_alu(in->op))
+        return alu_pick(bi);
+    switch (in->op) {
+    case X86_OP_MOV:
+        return mov_pick(bi);
+    case X86_OP_LEA:
+        if (size != 4 && size != 8)
+            return NULL;
+        bi->dst = in->reg;
+        return lea;
+    case X86_OP_MOVZX:
+    case X86_OP_MOVSX:
+    case X86_OP_MOVSXD:
+        if (in->op == X86_OP_MOVSXD)
+            bi->src = size == 8 ? 4 : (uint8_t)size;
+        else
+            bi->src = (in->opcode & 1) ? 2 : 1;
+        return in->op == X86_OP_MOVZX ? movzx : movsx;
+    case X86_OP_INC:
+    case X86_OP_DEC:
+        if (mem || (size != 4 && size != 8))
+            return NULL;
+        bi->dst = in->rm;
+        if (in->op == X86_OP_INC)
+            return size == 4 ? inc_r_4 : inc_r_8;
+        return size == 4 ? dec_r_4 : dec_r_8;
+    case X86_OP_SHL:
+    case X86_OP_SHR:
+    case X86_OP_SAR:
+        /* Immediate counts that are not 0 after masking (a 0 count leaves the flags alone). */
+        if (mem || in->form != X86_FORM_E_I || (size != 4 && size != 8) ||
+            (in->imm & (size == 8 ? 63 : 31)) == 0)
+            return NULL;
+        bi->dst = in->rm;
+        if (in->op == X86_OP_SHL)
+            return size == 4 ? shl_ri_4 : shl_ri_8;
+        if (in->op == X86_OP_SHR)
+            return size == 4 ? shr_ri_4 : shr_ri_8;
+        return size == 4 ? sar_ri_4 : sar_ri_8;
+    case X86_OP_IMUL:
+        if (mem || (size != 4 && size != 8))
+            return NULL;
+        bi->dst = in->reg;
+        bi->src = in->rm;
+        if (in->form == X86_FORM_G_E_I)
+            return size == 4 ? imul_rri_4 : imul_rri_8;
+        if (in->form == X86_FORM_G_E)
+            return size == 4 ? imul_rr_4 : imul_rr_8;
+        return NULL;
+    case X86_OP_PUSH:
+        if (size != 8)
+            return NULL;
+        if (in->form == X86_FORM_I)
+            return push_i;
+        if (in->form != X86_FORM_E || mem)
+            return NULL;
+        bi->src = in->rm;
+        return push_r;
+    case X86_OP_POP:
+        if (size != 8 || in->form != X86_FORM_E || mem)
+            return NULL;
+        bi->dst = in->rm;
+        return pop_r;
+    case X86_OP_JCC:
+        return size == 8 ? jcc : NULL;
+    case X86_OP_JMP:
+        return size == 8 && in->form == X86_FORM_J ? jmp_rel : NULL;
+    case X86_OP_CALL:
+        return size == 8 && in->form == X86_FORM_J ? call_rel : NULL;
+    case X86_OP_RET:
+        return size == 8 && in->form == X86_FORM_NONE ? ret_near : NULL;
+    case X86_OP_CMOVCC:
+        if (mem || (size != 4 && size != 8))
+            return NULL;
+        bi->dst = in->reg;
+        bi->src = in->rm;
+        return cmov_rr;
+    case X86_OP_SETCC:
+        return mem ? NULL : setcc_r;
+    case X86_OP_NOP:
+        return nop;
+    default:
+        return NULL;
+    }
+}
