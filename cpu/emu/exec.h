@@ -23,6 +23,7 @@ enum exec_result {
     XR_ERROR,   /* not implemented: logged, the run stops */
     XR_RETRY,   /* a locked compare-exchange lost a race: re-run the read-modify-write */
     XR_SOFTINT, /* INT n / INT3 / INTO / INT1 retired: deliver x->vector as a software event */
+    XR_TAKEN,   /* fast conditional branches: retired and taken, RIP goes to x->next_rip, the block ends */
 };
 
 struct block_cache;
@@ -50,8 +51,10 @@ struct exec_ctx {
     uint32_t error_code;
     uint64_t cr2;
     bool shadow;     /* the instruction opened an interrupt shadow (STI, MOV SS, POP SS) */
-    uint8_t mmu_idx; /* blocks: the MMU index of explicit accesses (CPL and EFLAGS.AC only change at block
-                        ends) */
+    uint8_t mmu_idx; /* blocks: the MMU index of explicit accesses (CPL and EFLAGS.AC change at block ends) */
+    /* The block being run: where it stopped (x_stop), its end, and the RIP of its first instruction. */
+    const struct block_insn *bi, *end;
+    uint64_t block_rip;
     struct block_cache *blocks; /* exec_loop.c's decoded blocks of this thread */
     struct x86_insn slow_in;    /* an instruction decoded outside a block */
 };
@@ -179,24 +182,44 @@ int x_branch(struct exec_ctx *x, uint64_t target, unsigned opsize);
 
 /* ---- decoded blocks (exec_loop.c) and their fast handlers (exec_fast.c) ---- */
 
-typedef int exec_fn(struct exec_ctx *x);
+struct block_insn;
+
+/* A block instruction's handler. Handlers run the block as threaded code: on success each one goes on with
+ * the next instruction itself (x_next64/x_next), so the loop only sees the end of the block; a handler that
+ * stops for any other reason records where (x_stop). */
+typedef int block_fn(struct exec_ctx *x, const struct block_insn *bi);
 
 /* One instruction of a decoded block: its handler and the operands the fast handlers want ready. */
 struct block_insn {
-    exec_fn *fn;
+    block_fn *fn;
     struct x86_insn in;
     uint8_t dst, src; /* register operands as destination and source, whatever the encoding's direction */
+    uint16_t offset;  /* from the first instruction of the block */
 };
 
-/* The block instruction being executed; valid in fast handlers only (they run from blocks). */
-static inline const struct block_insn *x_block_insn(const struct exec_ctx *x)
+/* A specialised handler for the instruction in 64-bit code if there is one (it may fill in dst/src), else
+ * NULL. Fast handlers leave the flags untouched when they fault. */
+block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode);
+/* Whether fn is a conditional branch that returns XR_TAKEN when taken and goes on otherwise, so a block may
+ * go on past it. */
+bool exec_fast_is_cond_branch(block_fn *fn);
+
+/* Stops the block at bi with result r (anything but a fall-through). */
+static inline int x_stop(struct exec_ctx *x, const struct block_insn *bi, int r)
 {
-    return (const struct block_insn *)((const char *)x->in - offsetof(struct block_insn, in));
+    x->bi = bi;
+    return r;
 }
 
-/* A specialised handler for the instruction in 64-bit mode if there is one (it may fill in dst/src), else
- * NULL. Fast handlers leave the flags untouched when they fault. */
-exec_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode);
+/* Goes on with the instruction after bi in 64-bit code (RIP needs no wrapping). The chain is at most a block
+ * long, and compilers turn the call into a jump. */
+static inline int x_next64(struct exec_ctx *x, const struct block_insn *bi)
+{
+    if (++bi == x->end)
+        return XR_OK;
+    x->next_rip += bi->in.len;
+    return bi->fn(x, bi);
+}
 
 /* ---- per-area handlers: return enum exec_result ---- */
 int exec_int(struct exec_ctx *x);    /* exec_int.c: integer core */

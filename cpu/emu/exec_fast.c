@@ -92,6 +92,40 @@ static inline void set_reg48(uint64_t *regs, unsigned r, unsigned size, uint64_t
     regs[r] = size == 4 ? (uint32_t)v : v;
 }
 
+/* Registers of any size for the block instruction bi (x->in is not kept up to date inside a block). */
+static inline uint64_t get_reg(const struct exec_ctx *x, const struct block_insn *bi, unsigned r,
+                               unsigned size)
+{
+    if (size == 1 && r >= 4 && r < 8 && (bi->in.flags & X86_INSN_HIGH_BYTE))
+        return (x->s->regs[r - 4] >> 8) & 0xff;
+    return x->s->regs[r] & emu_size_mask(size);
+}
+
+static inline void set_reg(struct exec_ctx *x, const struct block_insn *bi, unsigned r, unsigned size,
+                           uint64_t v)
+{
+    uint64_t *p = &x->s->regs[r];
+    switch (size) {
+    case 1:
+        if (r >= 4 && r < 8 && (bi->in.flags & X86_INSN_HIGH_BYTE)) {
+            p = &x->s->regs[r - 4];
+            *p = (*p & ~0xff00ull) | (v & 0xff) << 8;
+        } else {
+            *p = (*p & ~0xffull) | (v & 0xff);
+        }
+        break;
+    case 2:
+        *p = (*p & ~0xffffull) | (v & 0xffff);
+        break;
+    case 4:
+        *p = (uint32_t)v;
+        break;
+    default:
+        *p = v;
+        break;
+    }
+}
+
 /* ---- ALU: ADD OR ADC SBB AND SUB XOR, and CMP/TEST that only record flags ---- */
 
 static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size, uint64_t a, uint64_t b)
@@ -122,35 +156,32 @@ static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size,
 
 /* Each (operation, size) pair gets its own functions, so the switch above folds away. */
 #define ALU_HANDLERS(OP, SZ)                                                                                 \
-    static int alu_rr_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    static int alu_rr_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *regs = x->s->regs;                                                                         \
         uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], regs[bi->src]);                          \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int alu_ri_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    static int alu_ri_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *regs = x->s->regs;                                                                         \
         uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], bi->in.imm);                             \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int alu_rm_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    static int alu_rm_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *regs = x->s->regs, b;                                                                      \
         int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &b);                                       \
         if (r)                                                                                               \
-            return r;                                                                                        \
+            return x_stop(x, bi, r);                                                                         \
         uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], b);                                      \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 
 #define ALU_OPS(X, SZ)                                                                                       \
@@ -160,26 +191,24 @@ ALU_OPS(ALU_HANDLERS, 8)
 
 /* CMP/TEST with a memory first operand: read-only (register sources of 4/8 bytes; immediates also 1). */
 #define ALU_MEM_CMP_HANDLERS(OP, SZ)                                                                         \
-    static int alu_mr_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    static int alu_mr_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t a;                                                                                          \
         int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
         if (r)                                                                                               \
-            return r;                                                                                        \
+            return x_stop(x, bi, r);                                                                         \
         fast_alu(x->s, X86_OP_##OP, SZ, a, x->s->regs[bi->src]);                                             \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 #define ALU_MEM_CMP_IMM_HANDLERS(OP, SZ)                                                                     \
-    static int alu_mi_##OP##_##SZ(struct exec_ctx *x)                                                        \
+    static int alu_mi_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t a;                                                                                          \
         int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
         if (r)                                                                                               \
-            return r;                                                                                        \
+            return x_stop(x, bi, r);                                                                         \
         fast_alu(x->s, X86_OP_##OP, SZ, a, bi->in.imm);                                                      \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 ALU_MEM_CMP_HANDLERS(CMP, 4)
 ALU_MEM_CMP_HANDLERS(CMP, 8)
@@ -195,17 +224,17 @@ ALU_MEM_CMP_IMM_HANDLERS(TEST, 8)
 /* ---- INC/DEC on registers ---- */
 
 #define INCDEC_HANDLERS(SZ)                                                                                  \
-    static int inc_r_##SZ(struct exec_ctx *x)                                                                \
+    static int inc_r_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
     {                                                                                                        \
-        uint64_t *p = &x->s->regs[x_block_insn(x)->dst];                                                     \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
         *p = emu_alu_inc(x->s, SZ, *p);                                                                      \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int dec_r_##SZ(struct exec_ctx *x)                                                                \
+    static int dec_r_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
     {                                                                                                        \
-        uint64_t *p = &x->s->regs[x_block_insn(x)->dst];                                                     \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
         *p = emu_alu_dec(x->s, SZ, *p);                                                                      \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 INCDEC_HANDLERS(4)
 INCDEC_HANDLERS(8)
@@ -213,241 +242,234 @@ INCDEC_HANDLERS(8)
 /* ---- shifts of registers by an immediate (count already known non-zero after masking) ---- */
 
 #define SHIFT_HANDLERS(SZ)                                                                                   \
-    static int shl_ri_##SZ(struct exec_ctx *x)                                                               \
+    static int shl_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *p = &x->s->regs[bi->dst];                                                                  \
         *p = emu_alu_shl(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int shr_ri_##SZ(struct exec_ctx *x)                                                               \
+    static int shr_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *p = &x->s->regs[bi->dst];                                                                  \
         *p = emu_alu_shr(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int sar_ri_##SZ(struct exec_ctx *x)                                                               \
+    static int sar_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *p = &x->s->regs[bi->dst];                                                                  \
         *p = emu_alu_sar(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 SHIFT_HANDLERS(4)
 SHIFT_HANDLERS(8)
 
 /* IMUL r, r/m(register), imm and IMUL r, r/m(register). */
 #define IMUL_HANDLERS(SZ)                                                                                    \
-    static int imul_rri_##SZ(struct exec_ctx *x)                                                             \
+    static int imul_rri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *regs = x->s->regs;                                                                         \
         regs[bi->dst] = emu_alu_imul(x->s, SZ, regs[bi->src], bi->in.imm, NULL);                             \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int imul_rr_##SZ(struct exec_ctx *x)                                                              \
+    static int imul_rr_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                 \
     {                                                                                                        \
-        const struct block_insn *bi = x_block_insn(x);                                                       \
         uint64_t *regs = x->s->regs;                                                                         \
         regs[bi->dst] = emu_alu_imul(x->s, SZ, regs[bi->dst], regs[bi->src], NULL);                          \
-        return XR_OK;                                                                                        \
+        return x_next64(x, bi);                                                                              \
     }
 IMUL_HANDLERS(4)
 IMUL_HANDLERS(8)
 
 /* ---- moves ---- */
 
-static int mov_rr_4(struct exec_ctx *x)
+static int mov_rr_4(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     x->s->regs[bi->dst] = (uint32_t)x->s->regs[bi->src];
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int mov_rr_8(struct exec_ctx *x)
+static int mov_rr_8(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     x->s->regs[bi->dst] = x->s->regs[bi->src];
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int mov_ri(struct exec_ctx *x) /* 4 or 8 bytes: the decoder already sized the immediate */
+/* 4 or 8 bytes: the decoder already sized the immediate. */
+static int mov_ri(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     x->s->regs[bi->dst] = bi->in.imm;
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int mov_load(struct exec_ctx *x)
+static int mov_load(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     uint64_t v;
     int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, &v);
     if (r)
-        return r;
-    x_set_reg(x, bi->in.reg, bi->in.opsize, v);
-    return XR_OK;
+        return x_stop(x, bi, r);
+    set_reg(x, bi, bi->in.reg, bi->in.opsize, v);
+    return x_next64(x, bi);
 }
 
-static int mov_store(struct exec_ctx *x)
+static int mov_store(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     unsigned size = bi->in.opsize;
-    return fast_write(x, bi->in.seg, fast_ea(x, &bi->in), size, x_get_reg(x, bi->in.reg, size));
+    int r = fast_write(x, bi->in.seg, fast_ea(x, &bi->in), size, get_reg(x, bi, bi->in.reg, size));
+    return r ? x_stop(x, bi, r) : x_next64(x, bi);
 }
 
-static int mov_store_imm(struct exec_ctx *x)
+static int mov_store_imm(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
-    return fast_write(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, bi->in.imm);
+    int r = fast_write(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, bi->in.imm);
+    return r ? x_stop(x, bi, r) : x_next64(x, bi);
 }
 
-/* MOVZX/MOVSX/MOVSXD with the source size in src (register sources: the register number in dst's place is the
- * ModRM reg; the source register is in.rm). */
-static int movx(struct exec_ctx *x, bool sign)
+/* MOVZX/MOVSX/MOVSXD with the source size in src (the source register is in.rm, the destination in.reg). */
+static inline int movx(struct exec_ctx *x, const struct block_insn *bi, bool sign)
 {
-    const struct block_insn *bi = x_block_insn(x);
     const struct x86_insn *in = &bi->in;
     unsigned src_size = bi->src;
     uint64_t v;
     if (in->flags & X86_INSN_MEM) {
         int r = fast_read(x, in->seg, fast_ea(x, in), src_size, &v);
         if (r)
-            return r;
+            return x_stop(x, bi, r);
     } else {
-        v = x_get_reg(x, in->rm, src_size);
+        v = get_reg(x, bi, in->rm, src_size);
     }
     if (sign)
         v = emu_sign_extend(src_size, v);
-    x_set_reg(x, in->reg, in->opsize, v);
-    return XR_OK;
+    set_reg(x, bi, in->reg, in->opsize, v);
+    return x_next64(x, bi);
 }
 
-static int movzx(struct exec_ctx *x)
+static int movzx(struct exec_ctx *x, const struct block_insn *bi)
 {
-    return movx(x, false);
+    return movx(x, bi, false);
 }
 
-static int movsx(struct exec_ctx *x)
+static int movsx(struct exec_ctx *x, const struct block_insn *bi)
 {
-    return movx(x, true);
+    return movx(x, bi, true);
 }
 
-static int lea(struct exec_ctx *x)
+static int lea(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     set_reg48(x->s->regs, bi->dst, bi->in.opsize, fast_ea(x, &bi->in));
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
 /* ---- stack (64-bit mode: 8-byte pushes and pops, SS has no base) ---- */
 
-static int push_r(struct exec_ctx *x)
+static int push_r(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
-    int r = fast_write(x, EMU_SS, sp, 8, regs[x_block_insn(x)->src]);
+    int r = fast_write(x, EMU_SS, sp, 8, regs[bi->src]);
     if (r)
-        return r;
+        return x_stop(x, bi, r);
     regs[EMU_RSP] = sp;
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int push_i(struct exec_ctx *x)
+static int push_i(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
-    int r = fast_write(x, EMU_SS, sp, 8, x_block_insn(x)->in.imm);
+    int r = fast_write(x, EMU_SS, sp, 8, bi->in.imm);
     if (r)
-        return r;
+        return x_stop(x, bi, r);
     regs[EMU_RSP] = sp;
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int pop_r(struct exec_ctx *x)
+static int pop_r(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], v;
     int r = fast_read(x, EMU_SS, sp, 8, &v);
     if (r)
-        return r;
+        return x_stop(x, bi, r);
     regs[EMU_RSP] = sp + 8; /* POP RSP: the popped value wins */
-    regs[x_block_insn(x)->dst] = v;
-    return XR_OK;
+    regs[bi->dst] = v;
+    return x_next64(x, bi);
 }
 
-/* ---- near branches (64-bit operand size) ---- */
+/* ---- near branches (64-bit operand size); JMP, CALL and RET end their block ---- */
 
-static inline int branch64(struct exec_ctx *x, uint64_t target)
+static int jcc(struct exec_ctx *x, const struct block_insn *bi)
 {
+    if (!emu_cond(x->s, bi->in.opcode & 15))
+        return x_next64(x, bi);
+    uint64_t target = x->next_rip + bi->in.imm;
     if (!emu_canonical(target))
-        return x_fault(x, EMU_EXC_GP, 0);
+        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
+    x->next_rip = target;
+    return x_stop(x, bi, XR_TAKEN);
+}
+
+bool exec_fast_is_cond_branch(block_fn *fn)
+{
+    return fn == jcc;
+}
+
+static int jmp_rel(struct exec_ctx *x, const struct block_insn *bi)
+{
+    uint64_t target = x->next_rip + bi->in.imm;
+    if (!emu_canonical(target))
+        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
     x->next_rip = target;
     return XR_OK;
 }
 
-static int jcc(struct exec_ctx *x)
+static int call_rel(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct x86_insn *in = x->in;
-    if (!emu_cond(x->s, in->opcode & 15))
-        return XR_OK;
-    return branch64(x, x->next_rip + in->imm);
-}
-
-static int jmp_rel(struct exec_ctx *x)
-{
-    return branch64(x, x->next_rip + x->in->imm);
-}
-
-static int call_rel(struct exec_ctx *x)
-{
-    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8, ret = x->next_rip;
-    int r = branch64(x, ret + x->in->imm);
+    uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8, ret = x->next_rip, target = ret + bi->in.imm;
+    if (!emu_canonical(target))
+        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
+    int r = fast_write(x, EMU_SS, sp, 8, ret);
     if (r)
-        return r;
-    if ((r = fast_write(x, EMU_SS, sp, 8, ret)))
-        return r;
+        return x_stop(x, bi, r);
     regs[EMU_RSP] = sp;
+    x->next_rip = target;
     return XR_OK;
 }
 
-static int ret_near(struct exec_ctx *x)
+static int ret_near(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], target;
     int r = fast_read(x, EMU_SS, sp, 8, &target);
     if (r)
-        return r;
-    if ((r = branch64(x, target)))
-        return r;
+        return x_stop(x, bi, r);
+    if (!emu_canonical(target))
+        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
     regs[EMU_RSP] = sp + 8;
+    x->next_rip = target;
     return XR_OK;
 }
 
 /* ---- CMOVcc/SETcc on registers, NOP ---- */
 
-static int cmov_rr(struct exec_ctx *x)
+static int cmov_rr(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct block_insn *bi = x_block_insn(x);
     uint64_t *regs = x->s->regs;
     /* 32-bit CMOV zero-extends the destination even when the condition is false. */
     uint64_t v = emu_cond(x->s, bi->in.opcode & 15) ? regs[bi->src] : regs[bi->dst];
     set_reg48(regs, bi->dst, bi->in.opsize, v);
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
-static int setcc_r(struct exec_ctx *x)
+static int setcc_r(struct exec_ctx *x, const struct block_insn *bi)
 {
-    const struct x86_insn *in = x->in;
-    x_set_reg(x, in->rm, 1, emu_cond(x->s, in->opcode & 15));
-    return XR_OK;
+    set_reg(x, bi, bi->in.rm, 1, emu_cond(x->s, bi->in.opcode & 15));
+    return x_next64(x, bi);
 }
 
-static int nop(struct exec_ctx *x)
+static int nop(struct exec_ctx *x, const struct block_insn *bi)
 {
-    return XR_OK;
+    return x_next64(x, bi);
 }
 
 /* ---- choosing a handler ---- */
 
-static exec_fn *alu_handler(unsigned op, unsigned size, char kind)
+static block_fn *alu_handler(unsigned op, unsigned size, char kind)
 {
 #define ALU_CASE(OP, SZ)                                                                                     \
     if (op == X86_OP_##OP && size == SZ)                                                                     \
@@ -476,7 +498,7 @@ static bool is_alu(unsigned op)
     }
 }
 
-static exec_fn *alu_pick(struct block_insn *bi)
+static block_fn *alu_pick(struct block_insn *bi)
 {
     const struct x86_insn *in = &bi->in;
     unsigned size = in->opsize;
@@ -524,7 +546,7 @@ static exec_fn *alu_pick(struct block_insn *bi)
     return NULL;
 }
 
-static exec_fn *mov_pick(struct block_insn *bi)
+static block_fn *mov_pick(struct block_insn *bi)
 {
     const struct x86_insn *in = &bi->in;
     unsigned size = in->opsize;
@@ -561,7 +583,7 @@ static exec_fn *mov_pick(struct block_insn *bi)
     }
 }
 
-exec_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
+block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
 {
     const struct x86_insn *in = &bi->in;
     unsigned size = in->opsize;

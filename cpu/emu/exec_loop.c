@@ -33,7 +33,9 @@ static inline uint64_t load_u64(const uint64_t *p)
 /* ---- dispatch ---- */
 
 // clang-format off
-static exec_fn *const exec_areas[X86_OP_COUNT] = {
+typedef int exec_area_fn(struct exec_ctx *x);
+
+static exec_area_fn *const exec_areas[X86_OP_COUNT] = {
     [X86_OP_ADD] = exec_int, [X86_OP_OR] = exec_int, [X86_OP_ADC] = exec_int, [X86_OP_SBB] = exec_int,
     [X86_OP_AND] = exec_int, [X86_OP_SUB] = exec_int, [X86_OP_XOR] = exec_int, [X86_OP_CMP] = exec_int,
     [X86_OP_INC] = exec_int, [X86_OP_DEC] = exec_int, [X86_OP_NOT] = exec_int, [X86_OP_NEG] = exec_int,
@@ -117,7 +119,7 @@ static bool op_undefined(unsigned op)
  * area handlers may record flags before a later step faults, so the flag state is restored here. The fields
  * are read one by one: the compiler would otherwise merge neighbours into one 16-byte load, which cannot be
  * forwarded from the previous instruction's two 8-byte flag stores and stalls (measured). */
-static int exec_generic(struct exec_ctx *x)
+static int exec_insn(struct exec_ctx *x)
 {
     struct emu_state *s = x->s;
     unsigned op = x->in->op;
@@ -223,26 +225,35 @@ static int fetch_decode_slow(struct exec_ctx *x)
 
 /* ---- decoded blocks ----
  * A block is a run of decoded instructions within one 4 KiB page that ends at the first instruction that
- * changes control flow, may resume itself (REP string instructions), changes the CPU mode, paging or the
- * interrupt flag, or opens an interrupt shadow; events are checked between blocks. Blocks are looked up by
- * the host address of their first byte and the code mode, and validated against a copy of their bytes, so
- * code that changes (self-modifying code, another vCPU patching the kernel, device DMA, a page reused) simply
- * misses and is decoded again: nothing needs to be invalidated. A store into the block that is running takes
- * effect when the block is entered next. Blocks live in an arena that is emptied when it fills; one cache per
- * host thread (each vCPU thread has its own). */
+ * changes control flow (a conditional branch with a fast handler only leaves it when taken), may resume
+ * itself (REP string instructions), changes the CPU mode, paging or the interrupt flag, or opens an interrupt
+ * shadow; events are checked between blocks. Blocks are looked up by the host address of their first byte and
+ * the code mode, and validated against a copy of their bytes, so code that changes (self-modifying code,
+ * another vCPU patching the kernel, device DMA, a page reused) simply misses and is decoded again: nothing
+ * needs to be invalidated. A store into the block that is running takes effect when the block is entered
+ * next. Blocks live in an arena that is emptied when it fills; one cache per host thread (each vCPU thread
+ * has its own). */
 #define BLOCK_MAX_INSNS 32
 #define BLOCK_MAX_BYTES 256
-#define BLOCK_HASH_BITS 15
+#define BLOCK_HASH_BITS 17
 #define BLOCK_HASH_SIZE (1u << BLOCK_HASH_BITS)
-#define BLOCK_ARENA_BYTES (16u << 20)
+#define BLOCK_ARENA_BYTES (64u << 20)
 
 struct block {
     const uint8_t *host; /* the first instruction byte */
     uint8_t mode;        /* enum x86_mode */
     uint8_t ninsns;
     uint16_t nbytes;
-    struct block_insn insns[]; /* followed by a copy of the nbytes instruction bytes */
+    uint32_t insns_offset; /* of insns[0] from the start of the block */
+    /* A copy of the nbytes instruction bytes, next to the header so the check on entry touches few cache
+     * lines, then the instructions (8-byte aligned). */
+    uint8_t bytes[];
 };
+
+static inline const struct block_insn *block_insns(const struct block *b)
+{
+    return (const struct block_insn *)((const uint8_t *)b + b->insns_offset);
+}
 
 struct block_cache {
     struct block *hash[BLOCK_HASH_SIZE];
@@ -270,9 +281,24 @@ static struct block_cache *block_cache_get(void)
     return bc;
 }
 
-static inline const uint8_t *block_bytes(const struct block *b)
+static inline uint64_t load64(const uint8_t *p)
 {
-    return (const uint8_t *)&b->insns[b->ninsns];
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Whether the block's copy still equals the guest's bytes (word compares; the tail overlaps). */
+static inline bool block_bytes_match(const struct block *b, const uint8_t *host)
+{
+    const uint8_t *c = b->bytes;
+    unsigned n = b->nbytes;
+    if (n < 8)
+        return memcmp(c, host, n) == 0;
+    for (unsigned i = 0; i + 8 <= n; i += 8)
+        if (load64(c + i) != load64(host + i))
+            return false;
+    return load64(c + n - 8) == load64(host + n - 8);
 }
 
 static inline unsigned block_hash(const uint8_t *host, unsigned mode)
@@ -281,9 +307,12 @@ static inline unsigned block_hash(const uint8_t *host, unsigned mode)
     return (unsigned)(h ^ (h >> BLOCK_HASH_BITS) ^ mode) & (BLOCK_HASH_SIZE - 1);
 }
 
-static bool op_ends_block(const struct x86_insn *in)
+static bool op_ends_block(const struct block_insn *bi)
 {
-    exec_fn *area = exec_areas[in->op];
+    const struct x86_insn *in = &bi->in;
+    if (exec_fast_is_cond_branch(bi->fn))
+        return false; /* a superblock: it goes on along the fall-through path */
+    exec_area_fn *area = exec_areas[in->op];
     if (area == exec_ctrl || area == exec_sys || !area)
         return true;
     if (area == exec_string)
@@ -291,38 +320,65 @@ static bool op_ends_block(const struct x86_insn *in)
     return in->op == X86_OP_STI || in->op == X86_OP_POPF || in->op == X86_OP_PAUSE;
 }
 
+/* The RIP of a block instruction. */
+static inline uint64_t insn_rip(const struct exec_ctx *x, const struct block_insn *bi)
+{
+    return rip_after(x->mode, x->block_rip, bi->offset);
+}
+
+/* The handler of every block instruction without a fast one: the area handler, then on to the next
+ * instruction (any code size). */
+static int exec_generic(struct exec_ctx *x, const struct block_insn *bi)
+{
+    x->in = &bi->in;
+    x->rip = insn_rip(x, bi);
+    int r = exec_insn(x);
+    if (r != XR_OK)
+        return x_stop(x, bi, r);
+    if (++bi == x->end)
+        return XR_OK;
+    x->next_rip = rip_after(x->mode, x->next_rip, bi->in.len);
+    return bi->fn(x, bi);
+}
+
 static struct block *block_build(struct block_cache *bc, unsigned slot, const uint8_t *host, unsigned avail,
                                  enum x86_mode mode)
 {
-    const size_t need = sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct block_insn) + BLOCK_MAX_BYTES;
-    if (bc->used + need > BLOCK_ARENA_BYTES) {
-        memset(bc->hash, 0, sizeof(bc->hash));
-        bc->used = 0;
-    }
-    struct block *b = (struct block *)(bc->arena + bc->used);
+    struct block_insn insns[BLOCK_MAX_INSNS];
     unsigned n = 0, off = 0;
     while (n < BLOCK_MAX_INSNS && off < avail) {
-        struct block_insn *bi = &b->insns[n];
+        struct block_insn *bi = &insns[n];
         unsigned left = avail - off;
         int len = x86_decode(host + off, left > X86_MAX_INSN_LEN ? X86_MAX_INSN_LEN : left, mode, &bi->in);
         if (len < 0 || off + (unsigned)len > BLOCK_MAX_BYTES)
             break; /* a page crossing or a decode error: the slow path handles that instruction */
+        bi->offset = (uint16_t)off;
         bi->fn = mode == X86_MODE_64 ? exec_fast_handler(bi, mode) : NULL;
         if (!bi->fn)
             bi->fn = exec_generic;
         n++;
         off += (unsigned)len;
-        if (op_ends_block(&bi->in))
+        if (op_ends_block(bi))
             break;
     }
     if (n == 0)
         return NULL;
+
+    size_t insns_offset = (sizeof(struct block) + off + 7) & ~(size_t)7;
+    size_t size = (insns_offset + n * sizeof(struct block_insn) + 15) & ~(size_t)15;
+    if (bc->used + size > BLOCK_ARENA_BYTES) {
+        memset(bc->hash, 0, sizeof(bc->hash));
+        bc->used = 0;
+    }
+    struct block *b = (struct block *)(bc->arena + bc->used);
     b->host = host;
     b->mode = (uint8_t)mode;
     b->ninsns = (uint8_t)n;
     b->nbytes = (uint16_t)off;
-    memcpy((uint8_t *)block_bytes(b), host, off);
-    bc->used += (sizeof(struct block) + n * sizeof(struct block_insn) + off + 15) & ~(size_t)15;
+    b->insns_offset = (uint32_t)insns_offset;
+    memcpy(b->bytes, host, off);
+    memcpy((uint8_t *)b + insns_offset, insns, n * sizeof(struct block_insn));
+    bc->used += size;
     bc->hash[slot] = b;
     return b;
 }
@@ -352,7 +408,7 @@ static const struct block *block_at(struct exec_ctx *x)
     avail = 4096 - (unsigned)(lin & 0xfff);
     unsigned slot = block_hash(host, x->mode);
     const struct block *b = x->blocks->hash[slot];
-    if (!b || b->host != host || b->mode != x->mode || memcmp(block_bytes(b), host, b->nbytes) != 0) {
+    if (!b || b->host != host || b->mode != x->mode || !block_bytes_match(b, host)) {
         b = block_build(x->blocks, slot, host, avail, x->mode);
         if (!b)
             return NULL;
@@ -510,7 +566,7 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
                             s->seg[EMU_CS].selector, (unsigned long long)x.rip, x86_op_name(x.in->op),
                             x.in->len);
             if (r == XR_OK) {
-                while ((r = exec_generic(&x)) == XR_RETRY)
+                while ((r = exec_insn(&x)) == XR_RETRY)
                     ;
             }
             n++;
@@ -525,28 +581,36 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
             continue;
         }
 
-        unsigned count = b->ninsns, i;
+        const struct block_insn *insns = block_insns(b), *start = insns;
+        unsigned count = b->ninsns, retired;
         if (count > max_insns - n)
             count = (unsigned)(max_insns - n);
         if (s->irq_shadow_rip) /* in a shadow: interrupts are looked at again after one instruction */
             count = 1;
-        uint64_t rip = s->rip;
-        const enum x86_mode mode = x.mode;
-        r = XR_OK;
-        for (i = 0; i < count; i++) {
-            const struct block_insn *bi = &b->insns[i];
-            x.in = &bi->in;
-            x.rip = rip;
-            x.next_rip = rip_after(mode, rip, bi->in.len);
-            while (__builtin_expect((r = bi->fn(&x)) == XR_RETRY, 0))
-                ;
-            if (__builtin_expect(r != XR_OK, 0))
+        x.end = insns + count;
+        x.block_rip = s->rip;
+        for (;;) {
+            x.next_rip = rip_after(x.mode, insn_rip(&x, start), start->in.len);
+            r = start->fn(&x, start);
+            if (__builtin_expect(r != XR_RETRY, 1))
                 break;
-            rip = x.next_rip;
+            start = x.bi; /* a locked operation lost a race: go on from it */
         }
-        s->rip = rip;
-        cpu->icount += i;
-        n += i;
+        if (__builtin_expect(r == XR_OK, 1)) {
+            retired = count;
+            s->rip = x.next_rip;
+        } else if (r == XR_TAKEN) { /* a taken conditional branch ended the block */
+            retired = (unsigned)(x.bi - insns) + 1;
+            s->rip = x.next_rip;
+            r = XR_OK;
+        } else {
+            retired = (unsigned)(x.bi - insns);
+            x.in = &x.bi->in;
+            x.rip = insn_rip(&x, x.bi);
+            s->rip = x.rip;
+        }
+        cpu->icount += retired;
+        n += retired;
         if (r == XR_OK) {
             retire_shadow(s, &x);
             continue;
