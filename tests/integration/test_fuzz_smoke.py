@@ -12,7 +12,8 @@ from deskvm_harness import BUILDDIR, SRCDIR  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
-TARGETS = {"fuzz-qmp": "qmp", "fuzz-devices": "devices", "fuzz-decode": "decode"}
+TARGETS = {"fuzz-qmp": "qmp", "fuzz-devices": "devices", "fuzz-decode": "decode",
+           "fuzz-virtqueue": "virtqueue"}
 RUNS = os.environ.get("DESKVM_FUZZ_RUNS", "20000")
 
 for target, corpus in TARGETS.items():
