@@ -204,6 +204,10 @@ block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode);
  * go on past it. */
 bool exec_fast_is_cond_branch(block_fn *fn);
 
+/* The handler of block instructions without a fast one (exec_loop.c): the area handler, then on to the next
+ * instruction. Fast handlers also hand over to it for the cases they leave out. */
+int exec_block_generic(struct exec_ctx *x, const struct block_insn *bi);
+
 /* Stops the block at bi with result r (anything but a fall-through). */
 static inline int x_stop(struct exec_ctx *x, const struct block_insn *bi, int r)
 {

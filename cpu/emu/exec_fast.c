@@ -239,29 +239,136 @@ ALU_MEM_CMP_IMM_HANDLERS(TEST, 8)
 INCDEC_HANDLERS(4)
 INCDEC_HANDLERS(8)
 
-/* ---- shifts of registers by an immediate (count already known non-zero after masking) ---- */
+/* ---- shifts and rotates of registers: a count known when decoded (imm8 or 1) in src, or CL. A count that is
+ * 0 after masking leaves the flags alone and still zero-extends a 32-bit register, as the ALU functions do.
+ * ---- */
 
-#define SHIFT_HANDLERS(SZ)                                                                                   \
-    static int shl_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
+#define SHIFT_HANDLERS(NAME, FN, SZ)                                                                         \
+    static int NAME##_rc_##SZ(struct exec_ctx *x, const struct block_insn *bi)                               \
     {                                                                                                        \
         uint64_t *p = &x->s->regs[bi->dst];                                                                  \
-        *p = emu_alu_shl(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
+        *p = FN(x->s, SZ, *p, bi->src);                                                                      \
         return x_next64(x, bi);                                                                              \
     }                                                                                                        \
-    static int shr_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
+    static int NAME##_rcl_##SZ(struct exec_ctx *x, const struct block_insn *bi)                              \
     {                                                                                                        \
         uint64_t *p = &x->s->regs[bi->dst];                                                                  \
-        *p = emu_alu_shr(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
-        return x_next64(x, bi);                                                                              \
-    }                                                                                                        \
-    static int sar_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                  \
-    {                                                                                                        \
-        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
-        *p = emu_alu_sar(x->s, SZ, *p, (unsigned)bi->in.imm & 0xff);                                         \
+        *p = FN(x->s, SZ, *p, (unsigned)x->s->regs[EMU_RCX] & 0xff);                                         \
         return x_next64(x, bi);                                                                              \
     }
-SHIFT_HANDLERS(4)
-SHIFT_HANDLERS(8)
+#define SHIFT_OPS(X, SZ)                                                                                     \
+    X(shl, emu_alu_shl, SZ)                                                                                  \
+    X(shr, emu_alu_shr, SZ) X(sar, emu_alu_sar, SZ) X(rol, emu_alu_rol, SZ) X(ror, emu_alu_ror, SZ)
+SHIFT_OPS(SHIFT_HANDLERS, 4)
+SHIFT_OPS(SHIFT_HANDLERS, 8)
+
+/* NOT/NEG of registers. */
+#define NOTNEG_HANDLERS(SZ)                                                                                  \
+    static int not_r_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
+    {                                                                                                        \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
+        *p = emu_alu_not(SZ, *p);                                                                            \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int neg_r_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
+    {                                                                                                        \
+        uint64_t *p = &x->s->regs[bi->dst];                                                                  \
+        *p = emu_alu_neg(x->s, SZ, *p);                                                                      \
+        return x_next64(x, bi);                                                                              \
+    }
+NOTNEG_HANDLERS(4)
+NOTNEG_HANDLERS(8)
+
+/* ---- byte-register ALU operations (AL..BH and SPL..R15B) ---- */
+
+#define ALU_BYTE_HANDLERS(OP, SZ)                                                                            \
+    static int alu_rr_##OP##_b(struct exec_ctx *x, const struct block_insn *bi)                              \
+    {                                                                                                        \
+        uint64_t v = fast_alu(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), get_reg(x, bi, bi->src, 1)); \
+        if (ALU_WRITES(X86_OP_##OP))                                                                         \
+            set_reg(x, bi, bi->dst, 1, v);                                                                   \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int alu_ri_##OP##_b(struct exec_ctx *x, const struct block_insn *bi)                              \
+    {                                                                                                        \
+        uint64_t v = fast_alu(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), bi->in.imm);                 \
+        if (ALU_WRITES(X86_OP_##OP))                                                                         \
+            set_reg(x, bi, bi->dst, 1, v);                                                                   \
+        return x_next64(x, bi);                                                                              \
+    }
+ALU_OPS(ALU_BYTE_HANDLERS, 1)
+
+/* ---- read-modify-write ALU operations on memory (no LOCK): straight on the host page when the TLB has a
+ * writable RAM entry, else the generic path (which also raises the faults) ---- */
+
+static inline void *fast_rmw_host(struct exec_ctx *x, const struct block_insn *bi, unsigned size)
+{
+    uint64_t off = fast_ea(x, &bi->in);
+    if (bi->in.seg >= EMU_FS)
+        return NULL;
+    const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
+    if (e->tag_write != (off & EMU_PAGE_MASK) || (off & 0xfff) > 4096 - size)
+        return NULL;
+    return (void *)(uintptr_t)(off + e->addend);
+}
+
+#define ALU_RMW_HANDLERS(OP, SZ)                                                                             \
+    static int alu_mwr_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                          \
+    {                                                                                                        \
+        void *h = fast_rmw_host(x, bi, SZ);                                                                  \
+        if (!h)                                                                                              \
+            return exec_block_generic(x, bi);                                                                \
+        store_sized(h, SZ, fast_alu(x->s, X86_OP_##OP, SZ, load_sized(h, SZ), get_reg(x, bi, bi->src, SZ))); \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int alu_mwi_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                          \
+    {                                                                                                        \
+        void *h = fast_rmw_host(x, bi, SZ);                                                                  \
+        if (!h)                                                                                              \
+            return exec_block_generic(x, bi);                                                                \
+        store_sized(h, SZ, fast_alu(x->s, X86_OP_##OP, SZ, load_sized(h, SZ), bi->in.imm));                  \
+        return x_next64(x, bi);                                                                              \
+    }
+#define ALU_RMW_OPS(X, SZ) X(ADD, SZ) X(OR, SZ) X(ADC, SZ) X(SBB, SZ) X(AND, SZ) X(SUB, SZ) X(XOR, SZ)
+ALU_RMW_OPS(ALU_RMW_HANDLERS, 1)
+ALU_RMW_OPS(ALU_RMW_HANDLERS, 4)
+ALU_RMW_OPS(ALU_RMW_HANDLERS, 8)
+
+#define INCDEC_MEM_HANDLERS(SZ)                                                                              \
+    static int inc_m_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
+    {                                                                                                        \
+        void *h = fast_rmw_host(x, bi, SZ);                                                                  \
+        if (!h)                                                                                              \
+            return exec_block_generic(x, bi);                                                                \
+        store_sized(h, SZ, emu_alu_inc(x->s, SZ, load_sized(h, SZ)));                                        \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int dec_m_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
+    {                                                                                                        \
+        void *h = fast_rmw_host(x, bi, SZ);                                                                  \
+        if (!h)                                                                                              \
+            return exec_block_generic(x, bi);                                                                \
+        store_sized(h, SZ, emu_alu_dec(x->s, SZ, load_sized(h, SZ)));                                        \
+        return x_next64(x, bi);                                                                              \
+    }
+INCDEC_MEM_HANDLERS(4)
+INCDEC_MEM_HANDLERS(8)
+
+/* MUL r/m64 (register): RDX:RAX = RAX * r64. */
+static int mul_r_8(struct exec_ctx *x, const struct block_insn *bi)
+{
+    uint64_t *regs = x->s->regs, hi;
+    regs[EMU_RAX] = emu_alu_mul(x->s, 8, regs[EMU_RAX], regs[bi->src], &hi);
+    regs[EMU_RDX] = hi;
+    return x_next64(x, bi);
+}
+
+/* MOV between byte or word registers. */
+static int mov_rr_bw(struct exec_ctx *x, const struct block_insn *bi)
+{
+    set_reg(x, bi, bi->dst, bi->in.opsize, get_reg(x, bi, bi->src, bi->in.opsize));
+    return x_next64(x, bi);
+}
 
 /* IMUL r, r/m(register), imm and IMUL r, r/m(register). */
 #define IMUL_HANDLERS(SZ)                                                                                    \
@@ -477,6 +584,40 @@ static block_fn *alu_handler(unsigned op, unsigned size, char kind)
     ALU_OPS(ALU_CASE, 4)
     ALU_OPS(ALU_CASE, 8)
 #undef ALU_CASE
+#define ALU_CASE(OP, SZ)                                                                                     \
+    if (op == X86_OP_##OP && size == 1 && kind != 'm')                                                       \
+        return kind == 'r' ? alu_rr_##OP##_b : alu_ri_##OP##_b;
+    ALU_OPS(ALU_CASE, 1)
+#undef ALU_CASE
+    return NULL;
+}
+
+/* Read-modify-write on memory: kind 'r' (register source) or 'i' (immediate). */
+static block_fn *alu_rmw_handler(unsigned op, unsigned size, char kind)
+{
+#define ALU_CASE(OP, SZ)                                                                                     \
+    if (op == X86_OP_##OP && size == SZ)                                                                     \
+        return kind == 'r' ? alu_mwr_##OP##_##SZ : alu_mwi_##OP##_##SZ;
+    ALU_RMW_OPS(ALU_CASE, 1)
+    ALU_RMW_OPS(ALU_CASE, 4)
+    ALU_RMW_OPS(ALU_CASE, 8)
+#undef ALU_CASE
+    return NULL;
+}
+
+static block_fn *shift_handler(unsigned op, unsigned size, bool cl)
+{
+#define SHIFT_CASE(NAME, FN, SZ)                                                                             \
+    if (size == SZ && op == X86_OP_##NAME##_ID)                                                              \
+        return cl ? NAME##_rcl_##SZ : NAME##_rc_##SZ;
+#define X86_OP_shl_ID X86_OP_SHL
+#define X86_OP_shr_ID X86_OP_SHR
+#define X86_OP_sar_ID X86_OP_SAR
+#define X86_OP_rol_ID X86_OP_ROL
+#define X86_OP_ror_ID X86_OP_ROR
+    SHIFT_OPS(SHIFT_CASE, 4)
+    SHIFT_OPS(SHIFT_CASE, 8)
+#undef SHIFT_CASE
     return NULL;
 }
 
@@ -506,7 +647,7 @@ static block_fn *alu_pick(struct block_insn *bi)
 
     if (in->prefixes & X86_PFX_LOCK)
         return NULL;
-    if (!mem && (size == 4 || size == 8)) {
+    if (!mem && (size == 1 || size == 4 || size == 8)) {
         switch (in->form) {
         case X86_FORM_E_G:
             bi->dst = in->rm;
@@ -529,9 +670,16 @@ static block_fn *alu_pick(struct block_insn *bi)
         bi->dst = in->reg;
         return alu_handler(in->op, size, 'm');
     }
+    if (in->op != X86_OP_CMP && in->op != X86_OP_TEST) {
+        if (size != 1 && size != 4 && size != 8)
+            return NULL;
+        if (in->form == X86_FORM_E_G) {
+            bi->src = in->reg;
+            return alu_rmw_handler(in->op, size, 'r');
+        }
+        return in->form == X86_FORM_E_I ? alu_rmw_handler(in->op, size, 'i') : NULL;
+    }
     /* Read-only CMP/TEST with memory as the first operand. */
-    if (in->op != X86_OP_CMP && in->op != X86_OP_TEST)
-        return NULL;
     if (in->form == X86_FORM_E_G && (size == 4 || size == 8)) {
         bi->src = in->reg;
         if (in->op == X86_OP_CMP)
@@ -552,6 +700,11 @@ static block_fn *mov_pick(struct block_insn *bi)
     unsigned size = in->opsize;
     bool mem = in->flags & X86_INSN_MEM;
 
+    if (!mem && (size == 1 || size == 2) && (in->form == X86_FORM_E_G || in->form == X86_FORM_G_E)) {
+        bi->dst = in->form == X86_FORM_E_G ? in->rm : in->reg;
+        bi->src = in->form == X86_FORM_E_G ? in->reg : in->rm;
+        return mov_rr_bw;
+    }
     if (!mem) {
         if (size != 4 && size != 8)
             return NULL;
@@ -611,25 +764,49 @@ block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
         return in->op == X86_OP_MOVZX ? movzx : movsx;
     case X86_OP_INC:
     case X86_OP_DEC:
-        if (mem || (size != 4 && size != 8))
+        if (size != 4 && size != 8)
             return NULL;
+        if (mem) {
+            if (in->prefixes & X86_PFX_LOCK)
+                return NULL;
+            if (in->op == X86_OP_INC)
+                return size == 4 ? inc_m_4 : inc_m_8;
+            return size == 4 ? dec_m_4 : dec_m_8;
+        }
         bi->dst = in->rm;
         if (in->op == X86_OP_INC)
             return size == 4 ? inc_r_4 : inc_r_8;
         return size == 4 ? dec_r_4 : dec_r_8;
+    case X86_OP_NOT:
+    case X86_OP_NEG:
+        if (mem || (size != 4 && size != 8))
+            return NULL;
+        bi->dst = in->rm;
+        if (in->op == X86_OP_NOT)
+            return size == 4 ? not_r_4 : not_r_8;
+        return size == 4 ? neg_r_4 : neg_r_8;
+    case X86_OP_MUL:
+        if (mem || size != 8)
+            return NULL;
+        bi->src = in->rm;
+        return mul_r_8;
     case X86_OP_SHL:
     case X86_OP_SHR:
     case X86_OP_SAR:
-        /* Immediate counts that are not 0 after masking (a 0 count leaves the flags alone). */
-        if (mem || in->form != X86_FORM_E_I || (size != 4 && size != 8) ||
-            (in->imm & (size == 8 ? 63 : 31)) == 0)
+    case X86_OP_ROL:
+    case X86_OP_ROR:
+        if (mem || (size != 4 && size != 8))
             return NULL;
         bi->dst = in->rm;
-        if (in->op == X86_OP_SHL)
-            return size == 4 ? shl_ri_4 : shl_ri_8;
-        if (in->op == X86_OP_SHR)
-            return size == 4 ? shr_ri_4 : shr_ri_8;
-        return size == 4 ? sar_ri_4 : sar_ri_8;
+        if (in->form == X86_FORM_E_CL)
+            return shift_handler(in->op, size, true);
+        if (in->form == X86_FORM_E_1)
+            bi->src = 1;
+        else if (in->form == X86_FORM_E_I)
+            bi->src = (uint8_t)in->imm;
+        else
+            return NULL;
+        return shift_handler(in->op, size, false);
     case X86_OP_IMUL:
         if (mem || (size != 4 && size != 8))
             return NULL;

@@ -328,7 +328,7 @@ static inline uint64_t insn_rip(const struct exec_ctx *x, const struct block_ins
 
 /* The handler of every block instruction without a fast one: the area handler, then on to the next
  * instruction (any code size). */
-static int exec_generic(struct exec_ctx *x, const struct block_insn *bi)
+int exec_block_generic(struct exec_ctx *x, const struct block_insn *bi)
 {
     x->in = &bi->in;
     x->rip = insn_rip(x, bi);
@@ -355,7 +355,7 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
         bi->offset = (uint16_t)off;
         bi->fn = mode == X86_MODE_64 ? exec_fast_handler(bi, mode) : NULL;
         if (!bi->fn)
-            bi->fn = exec_generic;
+            bi->fn = exec_block_generic;
         n++;
         off += (unsigned)len;
         if (op_ends_block(bi))
