@@ -203,6 +203,8 @@ block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode);
 /* Whether fn is a conditional branch that returns XR_TAKEN when taken and goes on otherwise, so a block may
  * go on past it. */
 bool exec_fast_is_cond_branch(block_fn *fn);
+/* Fuses compare/test + conditional branch pairs of a decoded block into one handler. */
+void exec_fast_fuse(struct block_insn *insns, unsigned n);
 
 /* The handler of block instructions without a fast one (exec_loop.c): the area handler, then on to the next
  * instruction. Fast handlers also hand over to it for the cases they leave out. */

@@ -552,6 +552,124 @@ static int ret_near(struct exec_ctx *x, const struct block_insn *bi)
     return XR_OK;
 }
 
+/* ---- CMP/TEST fused with the Jcc after them: the flags are recorded as usual and the condition comes
+ * straight from the operands ---- */
+
+static inline bool cond_cmp(const struct emu_state *s, unsigned cc, unsigned size, uint64_t a, uint64_t b)
+{
+    unsigned sh = 64 - 8 * size;
+    a &= emu_size_mask(size);
+    b &= emu_size_mask(size);
+    bool r;
+    switch ((cc >> 1) & 7) {
+    case 1: /* B */
+        r = a < b;
+        break;
+    case 2: /* E */
+        r = a == b;
+        break;
+    case 3: /* BE */
+        r = a <= b;
+        break;
+    case 4: /* S */
+        r = (int64_t)((a - b) << sh) < 0;
+        break;
+    case 6: /* L */
+        r = (int64_t)(a << sh) < (int64_t)(b << sh);
+        break;
+    case 7: /* LE */
+        r = (int64_t)(a << sh) <= (int64_t)(b << sh);
+        break;
+    default: /* O, P */
+        return emu_cond(s, cc);
+    }
+    return r ^ (cc & 1);
+}
+
+static inline bool cond_test(const struct emu_state *s, unsigned cc, unsigned size, uint64_t a, uint64_t b)
+{
+    unsigned sh = 64 - 8 * size;
+    int64_t v = (int64_t)((a & b) << sh);
+    bool r;
+    switch ((cc >> 1) & 7) {
+    case 0: /* O */
+    case 1: /* B */
+        r = false;
+        break;
+    case 2: /* E */
+    case 3: /* BE */
+        r = v == 0;
+        break;
+    case 4: /* S */
+    case 6: /* L */
+        r = v < 0;
+        break;
+    case 7: /* LE */
+        r = v <= 0;
+        break;
+    default: /* P */
+        return emu_cond(s, cc);
+    }
+    return r ^ (cc & 1);
+}
+
+#define FUSED_HANDLERS(OP, COND, SZ)                                                                         \
+    static int fused_##OP##_rr_##SZ(struct exec_ctx *x, const struct block_insn *bi)                         \
+    {                                                                                                        \
+        const uint64_t *regs = x->s->regs;                                                                   \
+        return fused_branch(x, bi, COND(x->s, (bi + 1)->in.opcode & 15, SZ, regs[bi->dst], regs[bi->src]));  \
+    }                                                                                                        \
+    static int fused_##OP##_ri_##SZ(struct exec_ctx *x, const struct block_insn *bi)                         \
+    {                                                                                                        \
+        const uint64_t *regs = x->s->regs;                                                                   \
+        return fused_branch(x, bi, COND(x->s, (bi + 1)->in.opcode & 15, SZ, regs[bi->dst], bi->in.imm));     \
+    }
+
+/* After the comparison: the branch at bi + 1 (if it is part of this run of the block). */
+static inline int fused_branch(struct exec_ctx *x, const struct block_insn *bi, bool taken)
+{
+    const struct block_insn *j = bi + 1;
+    if (j == x->end)
+        return XR_OK;
+    x->next_rip += j->in.len;
+    if (!taken)
+        return x_next64(x, j);
+    uint64_t target = x->next_rip + j->in.imm;
+    if (!emu_canonical(target))
+        return x_stop(x, j, x_fault(x, EMU_EXC_GP, 0));
+    x->next_rip = target;
+    return x_stop(x, j, XR_TAKEN);
+}
+
+/* The comparison's flags are recorded first (through the plain handler's ALU), then the branch decides. */
+#define FUSED_CMP(s, cc, SZ, a, b) (emu_alu_sub(s, SZ, a, b), cond_cmp(s, cc, SZ, a, b))
+#define FUSED_TEST(s, cc, SZ, a, b) (emu_alu_and(s, SZ, a, b), cond_test(s, cc, SZ, a, b))
+FUSED_HANDLERS(CMP, FUSED_CMP, 4)
+FUSED_HANDLERS(CMP, FUSED_CMP, 8)
+FUSED_HANDLERS(TEST, FUSED_TEST, 4)
+FUSED_HANDLERS(TEST, FUSED_TEST, 8)
+
+void exec_fast_fuse(struct block_insn *insns, unsigned n)
+{
+    static const struct {
+        block_fn *plain, *fused;
+    } pairs[] = {
+        {alu_rr_CMP_4, fused_CMP_rr_4},   {alu_rr_CMP_8, fused_CMP_rr_8},   {alu_ri_CMP_4, fused_CMP_ri_4},
+        {alu_ri_CMP_8, fused_CMP_ri_8},   {alu_rr_TEST_4, fused_TEST_rr_4}, {alu_rr_TEST_8, fused_TEST_rr_8},
+        {alu_ri_TEST_4, fused_TEST_ri_4}, {alu_ri_TEST_8, fused_TEST_ri_8},
+    };
+    for (unsigned i = 0; i + 1 < n; i++) {
+        if (insns[i + 1].fn != jcc)
+            continue;
+        for (unsigned k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++) {
+            if (insns[i].fn == pairs[k].plain) {
+                insns[i].fn = pairs[k].fused;
+                break;
+            }
+        }
+    }
+}
+
 /* ---- CMOVcc/SETcc on registers, NOP ---- */
 
 static int cmov_rr(struct exec_ctx *x, const struct block_insn *bi)

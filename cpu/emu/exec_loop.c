@@ -363,6 +363,8 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     }
     if (n == 0)
         return NULL;
+    if (mode == X86_MODE_64)
+        exec_fast_fuse(insns, n);
 
     size_t insns_offset = (sizeof(struct block) + off + 7) & ~(size_t)7;
     size_t size = (insns_offset + n * sizeof(struct block_insn) + 15) & ~(size_t)15;

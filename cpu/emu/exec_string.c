@@ -103,12 +103,20 @@ static uint64_t string_fast(struct exec_ctx *x, uint64_t si, uint64_t di, uint64
     if (!d)
         return 0;
     if (in->op == X86_OP_STOS) {
-        uint64_t v = x->s->regs[EMU_RAX];
-        if (size == 1) {
+        uint64_t v = x->s->regs[EMU_RAX] & emu_size_mask(size);
+        if (size == 1 || v == 0) { /* bytes, or zeroing (clear_page, memset 0): one memset */
             memset(d, (int)(v & 0xff), bytes);
-        } else {
+        } else if (size == 8) {
             for (uint64_t i = 0; i < n; i++)
-                memcpy(d + i * size, &v, size);
+                memcpy(d + i * 8, &v, 8);
+        } else if (size == 4) {
+            uint32_t v4 = (uint32_t)v;
+            for (uint64_t i = 0; i < n; i++)
+                memcpy(d + i * 4, &v4, 4);
+        } else {
+            uint16_t v2 = (uint16_t)v;
+            for (uint64_t i = 0; i < n; i++)
+                memcpy(d + i * 2, &v2, 2);
         }
         return n;
     }

@@ -491,6 +491,41 @@ static void test_nmi_blocked_until_iret(void)
     teardown();
 }
 
+/* A compare and the branch after it run as one fused handler, yet a budget of one instruction still stops
+ * between them, and the branch goes the right way from either side. */
+static void check_fused_branch(uint64_t rax, uint64_t rbx, bool taken)
+{
+    /* cmp rax, rbx; je +1; hlt; hlt */
+    static const uint8_t code[] = {0x48, 0x39, 0xd8, 0x74, 0x01, 0xf4, 0xf4};
+    setup_long();
+    put(CODE, code, sizeof(code));
+    REG(RAX) = rax;
+    REG(RBX) = rbx;
+    uint64_t icount = cpu.icount;
+    g_assert_cmpint(emu_exec(&cpu, 1), ==, EMU_EXEC_BUDGET);
+    g_assert_cmphex(cpu.s.rip, ==, CODE + 3);
+    g_assert_cmpuint(cpu.icount, ==, icount + 1);
+    g_assert_cmpint(emu_exec(&cpu, 1), ==, EMU_EXEC_BUDGET);
+    g_assert_cmphex(cpu.s.rip, ==, CODE + (taken ? 6 : 5));
+    g_assert_cmpuint(cpu.icount, ==, icount + 2);
+    g_assert_cmpint(run(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(cpu.s.rip, ==, CODE + (taken ? 7 : 6));
+    /* Unsplit: the whole pair in one go. */
+    cpu.s.rip = CODE;
+    cpu.s.halted = false;
+    g_assert_cmpint(run(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(cpu.s.rip, ==, CODE + (taken ? 7 : 6));
+    g_assert_cmpuint(cpu.icount, ==, icount + 6);
+    teardown();
+}
+
+static void test_fused_branch_split(void)
+{
+    check_fused_branch(5, 5, true);
+    check_fused_branch(5, 6, false);
+    check_fused_branch(0x100000005ull, 5, false); /* a 64-bit compare: the upper half counts */
+}
+
 static void test_sti_shadow(void)
 {
     setup_long();
@@ -768,5 +803,6 @@ int main(int argc, char **argv)
     g_test_add_func("/emu-exec/mode/real-to-protected", test_real_to_protected);
     g_test_add_func("/emu-exec/mode/enter-long-mode", test_enter_long_mode);
     g_test_add_func("/emu-exec/perf/loop", test_perf_loop);
+    g_test_add_func("/emu-exec/blocks/fused-branch-split", test_fused_branch_split);
     return g_test_run();
 }
