@@ -245,6 +245,9 @@ struct block {
     uint8_t ninsns;
     uint16_t nbytes;
     uint32_t insns_offset; /* of insns[0] from the start of the block */
+    /* The blocks that followed this one last time, by how it ended (0: a taken branch, 1: anything else), so
+     * the next lookup usually skips the hash table. Blocks only point to blocks of the same arena fill. */
+    struct block *succ[2];
     /* A copy of the nbytes instruction bytes, next to the header so the check on entry touches few cache
      * lines, then the instructions (8-byte aligned). */
     uint8_t bytes[];
@@ -259,6 +262,7 @@ struct block_cache {
     struct block *hash[BLOCK_HASH_SIZE];
     uint8_t *arena;
     size_t used;
+    uint32_t gen; /* bumped when the arena is emptied */
 };
 
 static void block_cache_free(gpointer p)
@@ -371,6 +375,7 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     if (bc->used + size > BLOCK_ARENA_BYTES) {
         memset(bc->hash, 0, sizeof(bc->hash));
         bc->used = 0;
+        bc->gen++;
     }
     struct block *b = (struct block *)(bc->arena + bc->used);
     b->host = host;
@@ -378,6 +383,7 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     b->ninsns = (uint8_t)n;
     b->nbytes = (uint16_t)off;
     b->insns_offset = (uint32_t)insns_offset;
+    b->succ[0] = b->succ[1] = NULL;
     memcpy(b->bytes, host, off);
     memcpy((uint8_t *)b + insns_offset, insns, n * sizeof(struct block_insn));
     bc->used += size;
@@ -385,10 +391,12 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     return b;
 }
 
-/* The block at RIP, or NULL for the slow path (which also raises fetch faults). */
-static const struct block *block_at(struct exec_ctx *x)
+/* The block at RIP, or NULL for the slow path (which also raises fetch faults). prev/prev_exit: the block
+ * that ran just before and how it ended, whose successor link is tried before the hash table. */
+static struct block *block_at(struct exec_ctx *x, struct block *prev, unsigned prev_exit)
 {
     const struct emu_state *s = x->s;
+    struct block_cache *bc = x->blocks;
     uint64_t lin;
     const uint8_t *host;
     unsigned avail;
@@ -408,13 +416,26 @@ static const struct block *block_at(struct exec_ctx *x)
         host = fe.host;
     }
     avail = 4096 - (unsigned)(lin & 0xfff);
-    unsigned slot = block_hash(host, x->mode);
-    const struct block *b = x->blocks->hash[slot];
+    struct block *b = prev ? prev->succ[prev_exit] : NULL;
     if (!b || b->host != host || b->mode != x->mode || !block_bytes_match(b, host)) {
-        b = block_build(x->blocks, slot, host, avail, x->mode);
-        if (!b)
-            return NULL;
+        unsigned slot = block_hash(host, x->mode);
+        b = bc->hash[slot];
+        if (!b || b->host != host || b->mode != x->mode || !block_bytes_match(b, host)) {
+            uint32_t gen = bc->gen;
+            b = block_build(bc, slot, host, avail, x->mode);
+            if (!b)
+                return NULL;
+            if (bc->gen != gen) /* the arena was emptied: prev is gone */
+                prev = NULL;
+        }
+        if (prev)
+            prev->succ[prev_exit] = b;
     }
+    /* Both ways out of this block will want their successor's header soon. */
+    if (b->succ[0])
+        __builtin_prefetch(b->succ[0]);
+    if (b->succ[1])
+        __builtin_prefetch(b->succ[1]);
     if (x->mode != X86_MODE_64) {
         /* The whole block inside the CS limit and without a wrap of IP/EIP; else one by one. */
         uint64_t last = s->rip + b->nbytes - 1;
@@ -543,6 +564,8 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
         .sysmem = {sys_read, sys_write, &cpu->mmu},
         .blocks = block_cache_get(),
     };
+    struct block *prev = NULL; /* the block that ran last, if the next one follows it directly */
+    unsigned prev_exit = 0;
     uint64_t n = 0;
     int r;
 
@@ -553,13 +576,17 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
             *deferred = false;
             __atomic_store_n(&cpu->interrupt_hint, 1, __ATOMIC_RELEASE);
         }
-        if (__atomic_load_n(&cpu->interrupt_hint, __ATOMIC_ACQUIRE) && !check_events(cpu, &x, deferred))
-            return EMU_EXEC_TRIPLE_FAULT;
+        if (__atomic_load_n(&cpu->interrupt_hint, __ATOMIC_ACQUIRE)) {
+            prev = NULL;
+            if (!check_events(cpu, &x, deferred))
+                return EMU_EXEC_TRIPLE_FAULT;
+        }
         if (s->halted || s->wait_for_sipi)
             return EMU_EXEC_HALT;
         x.shadow = false;
 
-        const struct block *b = __builtin_expect(emu_trace_level < 2, 1) ? block_at(&x) : NULL;
+        struct block *b = __builtin_expect(emu_trace_level < 2, 1) ? block_at(&x, prev, prev_exit) : NULL;
+        prev = NULL;
         if (!b) {
             /* One instruction on its own. */
             r = fetch_decode_slow(&x);
@@ -601,10 +628,14 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
         if (__builtin_expect(r == XR_OK, 1)) {
             retired = count;
             s->rip = x.next_rip;
+            prev = b;
+            prev_exit = 1;
         } else if (r == XR_TAKEN) { /* a taken conditional branch ended the block */
             retired = (unsigned)(x.bi - insns) + 1;
             s->rip = x.next_rip;
             r = XR_OK;
+            prev = b;
+            prev_exit = 0;
         } else {
             retired = (unsigned)(x.bi - insns);
             x.in = &x.bi->in;
