@@ -61,30 +61,46 @@ static inline void store_sized(void *p, unsigned size, uint64_t v)
     }
 }
 
-/* 64-bit mode: a TLB tag only matches a canonical page, so a hit inside the page needs no further check. */
-static inline int fast_read(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint64_t *v)
+/* The host address of [off, off+size) in 64-bit code when the TLB maps it to RAM inside one page (a tag only
+ * matches a canonical page, so nothing else needs checking), else NULL. */
+static inline const void *tlb_read(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size)
 {
-    if (seg < EMU_FS) {
-        const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
-        if (__builtin_expect(e->tag_read == (off & EMU_PAGE_MASK) && (off & 0xfff) <= 4096 - size, 1)) {
-            *v = load_sized((const void *)(uintptr_t)(off + e->addend), size);
-            return XR_OK;
-        }
-    }
-    return x_read(x, seg, off, size, v);
+    if (seg >= EMU_FS)
+        return NULL;
+    const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
+    if (__builtin_expect(e->tag_read != (off & EMU_PAGE_MASK) || (off & 0xfff) > 4096 - size, 0))
+        return NULL;
+    return (const void *)(uintptr_t)(off + e->addend);
 }
 
-static inline int fast_write(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint64_t v)
+static inline void *tlb_write(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size)
 {
-    if (seg < EMU_FS) {
-        const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
-        if (__builtin_expect(e->tag_write == (off & EMU_PAGE_MASK) && (off & 0xfff) <= 4096 - size, 1)) {
-            store_sized((void *)(uintptr_t)(off + e->addend), size, v);
-            return XR_OK;
-        }
-    }
-    return x_write(x, seg, off, size, v);
+    if (seg >= EMU_FS)
+        return NULL;
+    const struct emu_tlb_entry *e = &x->mmu->tlb.e[x->mmu_idx][(off >> 12) & (EMU_TLB_SIZE - 1)];
+    if (__builtin_expect(e->tag_write != (off & EMU_PAGE_MASK) || (off & 0xfff) > 4096 - size, 0))
+        return NULL;
+    return (void *)(uintptr_t)(off + e->addend);
 }
+
+/* Loads/stores for fast handlers (x and bi in scope): anything but a TLB hit on RAM (a miss, MMIO, a page
+ * crossing, FS/GS, a fault) hands the whole instruction to the generic path, so fast handlers keep no
+ * address-taken locals and their calls to the next instruction stay jumps. A store comes before any other
+ * change the instruction makes. */
+#define FAST_LOAD(v, seg, off, size)                                                                         \
+    do {                                                                                                     \
+        const void *p_ = tlb_read(x, seg, off, size);                                                        \
+        if (!p_)                                                                                             \
+            return exec_block_generic(x, bi);                                                                \
+        v = load_sized(p_, size);                                                                            \
+    } while (0)
+#define FAST_STORE(seg, off, size, val)                                                                      \
+    do {                                                                                                     \
+        void *p_ = tlb_write(x, seg, off, size);                                                             \
+        if (!p_)                                                                                             \
+            return exec_block_generic(x, bi);                                                                \
+        store_sized(p_, size, val);                                                                          \
+    } while (0)
 
 /* A register written with a 4- or 8-byte result (4: zero-extended, as on hardware). */
 static inline void set_reg48(uint64_t *regs, unsigned r, unsigned size, uint64_t v)
@@ -175,9 +191,7 @@ static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size,
     static int alu_rm_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
         uint64_t *regs = x->s->regs, b;                                                                      \
-        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &b);                                       \
-        if (r)                                                                                               \
-            return x_stop(x, bi, r);                                                                         \
+        FAST_LOAD(b, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
         uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], b);                                      \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
@@ -194,9 +208,7 @@ ALU_OPS(ALU_HANDLERS, 8)
     static int alu_mr_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
         uint64_t a;                                                                                          \
-        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
-        if (r)                                                                                               \
-            return x_stop(x, bi, r);                                                                         \
+        FAST_LOAD(a, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
         fast_alu(x->s, X86_OP_##OP, SZ, a, x->s->regs[bi->src]);                                             \
         return x_next64(x, bi);                                                                              \
     }
@@ -204,9 +216,7 @@ ALU_OPS(ALU_HANDLERS, 8)
     static int alu_mi_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
         uint64_t a;                                                                                          \
-        int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), SZ, &a);                                       \
-        if (r)                                                                                               \
-            return x_stop(x, bi, r);                                                                         \
+        FAST_LOAD(a, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
         fast_alu(x->s, X86_OP_##OP, SZ, a, bi->in.imm);                                                      \
         return x_next64(x, bi);                                                                              \
     }
@@ -411,24 +421,41 @@ static int mov_ri(struct exec_ctx *x, const struct block_insn *bi)
 static int mov_load(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t v;
-    int r = fast_read(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, &v);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_LOAD(v, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize);
     set_reg(x, bi, bi->in.reg, bi->in.opsize, v);
     return x_next64(x, bi);
 }
 
+/* The common cases without the size and address-form switches: 4/8-byte moves with a [base + disp] operand
+ * (64-bit address size, no index, not RIP-relative). */
+#define EA_BASE(x, bi) ((uint64_t)(bi)->in.disp + (x)->s->regs[(bi)->in.base])
+#define MOV_BASE_HANDLERS(SZ)                                                                                \
+    static int mov_load_base_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
+    {                                                                                                        \
+        uint64_t v;                                                                                          \
+        FAST_LOAD(v, bi->in.seg, EA_BASE(x, bi), SZ);                                                        \
+        x->s->regs[bi->dst] = v;                                                                             \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int mov_store_base_##SZ(struct exec_ctx *x, const struct block_insn *bi)                          \
+    {                                                                                                        \
+        FAST_STORE(bi->in.seg, EA_BASE(x, bi), SZ, x->s->regs[bi->src]);                                     \
+        return x_next64(x, bi);                                                                              \
+    }
+MOV_BASE_HANDLERS(4)
+MOV_BASE_HANDLERS(8)
+
 static int mov_store(struct exec_ctx *x, const struct block_insn *bi)
 {
     unsigned size = bi->in.opsize;
-    int r = fast_write(x, bi->in.seg, fast_ea(x, &bi->in), size, get_reg(x, bi, bi->in.reg, size));
-    return r ? x_stop(x, bi, r) : x_next64(x, bi);
+    FAST_STORE(bi->in.seg, fast_ea(x, &bi->in), size, get_reg(x, bi, bi->in.reg, size));
+    return x_next64(x, bi);
 }
 
 static int mov_store_imm(struct exec_ctx *x, const struct block_insn *bi)
 {
-    int r = fast_write(x, bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, bi->in.imm);
-    return r ? x_stop(x, bi, r) : x_next64(x, bi);
+    FAST_STORE(bi->in.seg, fast_ea(x, &bi->in), bi->in.opsize, bi->in.imm);
+    return x_next64(x, bi);
 }
 
 /* MOVZX/MOVSX/MOVSXD with the source size in src (the source register is in.rm, the destination in.reg). */
@@ -438,9 +465,7 @@ static inline int movx(struct exec_ctx *x, const struct block_insn *bi, bool sig
     unsigned src_size = bi->src;
     uint64_t v;
     if (in->flags & X86_INSN_MEM) {
-        int r = fast_read(x, in->seg, fast_ea(x, in), src_size, &v);
-        if (r)
-            return x_stop(x, bi, r);
+        FAST_LOAD(v, in->seg, fast_ea(x, in), src_size);
     } else {
         v = get_reg(x, bi, in->rm, src_size);
     }
@@ -471,9 +496,7 @@ static int lea(struct exec_ctx *x, const struct block_insn *bi)
 static int push_r(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
-    int r = fast_write(x, EMU_SS, sp, 8, regs[bi->src]);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_STORE(EMU_SS, sp, 8, regs[bi->src]);
     regs[EMU_RSP] = sp;
     return x_next64(x, bi);
 }
@@ -481,9 +504,7 @@ static int push_r(struct exec_ctx *x, const struct block_insn *bi)
 static int push_i(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8;
-    int r = fast_write(x, EMU_SS, sp, 8, bi->in.imm);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_STORE(EMU_SS, sp, 8, bi->in.imm);
     regs[EMU_RSP] = sp;
     return x_next64(x, bi);
 }
@@ -491,9 +512,7 @@ static int push_i(struct exec_ctx *x, const struct block_insn *bi)
 static int pop_r(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], v;
-    int r = fast_read(x, EMU_SS, sp, 8, &v);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_LOAD(v, EMU_SS, sp, 8);
     regs[EMU_RSP] = sp + 8; /* POP RSP: the popped value wins */
     regs[bi->dst] = v;
     return x_next64(x, bi);
@@ -531,9 +550,7 @@ static int call_rel(struct exec_ctx *x, const struct block_insn *bi)
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP] - 8, ret = x->next_rip, target = ret + bi->in.imm;
     if (!emu_canonical(target))
         return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
-    int r = fast_write(x, EMU_SS, sp, 8, ret);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_STORE(EMU_SS, sp, 8, ret);
     regs[EMU_RSP] = sp;
     x->next_rip = target;
     return XR_OK;
@@ -542,11 +559,9 @@ static int call_rel(struct exec_ctx *x, const struct block_insn *bi)
 static int ret_near(struct exec_ctx *x, const struct block_insn *bi)
 {
     uint64_t *regs = x->s->regs, sp = regs[EMU_RSP], target;
-    int r = fast_read(x, EMU_SS, sp, 8, &target);
-    if (r)
-        return x_stop(x, bi, r);
+    FAST_LOAD(target, EMU_SS, sp, 8);
     if (!emu_canonical(target))
-        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
+        return exec_block_generic(x, bi);
     regs[EMU_RSP] = sp + 8;
     x->next_rip = target;
     return XR_OK;
@@ -812,6 +827,13 @@ static block_fn *alu_pick(struct block_insn *bi)
     return NULL;
 }
 
+/* A [base + disp] memory operand with a 64-bit address. */
+static bool simple_base(const struct x86_insn *in)
+{
+    return (in->flags & X86_INSN_MEM) && !(in->flags & X86_INSN_RIP_REL) && in->base != X86_REG_NONE &&
+           in->index == X86_REG_NONE && in->addrsize == 8;
+}
+
 static block_fn *mov_pick(struct block_insn *bi)
 {
     const struct x86_insn *in = &bi->in;
@@ -844,8 +866,16 @@ static block_fn *mov_pick(struct block_insn *bi)
     }
     switch (in->form) {
     case X86_FORM_G_E:
+        if (simple_base(in) && (size == 4 || size == 8)) {
+            bi->dst = in->reg;
+            return size == 4 ? mov_load_base_4 : mov_load_base_8;
+        }
         return mov_load;
     case X86_FORM_E_G:
+        if (simple_base(in) && (size == 4 || size == 8)) {
+            bi->src = in->reg;
+            return size == 4 ? mov_store_base_4 : mov_store_base_8;
+        }
         return mov_store;
     case X86_FORM_E_I:
         return mov_store_imm;

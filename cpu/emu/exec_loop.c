@@ -248,6 +248,7 @@ struct block {
     /* The blocks that followed this one last time, by how it ended (0: a taken branch, 1: anything else), so
      * the next lookup usually skips the hash table. Blocks only point to blocks of the same arena fill. */
     struct block *succ[2];
+    const uint8_t *succ_host[2]; /* their first instruction bytes, to prefetch without touching them */
     /* A copy of the nbytes instruction bytes, next to the header so the check on entry touches few cache
      * lines, then the instructions (8-byte aligned). */
     uint8_t bytes[];
@@ -384,6 +385,7 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     b->nbytes = (uint16_t)off;
     b->insns_offset = (uint32_t)insns_offset;
     b->succ[0] = b->succ[1] = NULL;
+    b->succ_host[0] = b->succ_host[1] = NULL;
     memcpy(b->bytes, host, off);
     memcpy((uint8_t *)b + insns_offset, insns, n * sizeof(struct block_insn));
     bc->used += size;
@@ -428,14 +430,18 @@ static struct block *block_at(struct exec_ctx *x, struct block *prev, unsigned p
             if (bc->gen != gen) /* the arena was emptied: prev is gone */
                 prev = NULL;
         }
-        if (prev)
+        if (prev) {
             prev->succ[prev_exit] = b;
+            prev->succ_host[prev_exit] = host;
+        }
     }
-    /* Both ways out of this block will want their successor's header soon. */
-    if (b->succ[0])
-        __builtin_prefetch(b->succ[0]);
-    if (b->succ[1])
-        __builtin_prefetch(b->succ[1]);
+    /* Both ways out of this block will soon want their successor's header and instruction bytes. */
+    for (unsigned k = 0; k < 2; k++) {
+        if (b->succ[k]) {
+            __builtin_prefetch(b->succ[k]);
+            __builtin_prefetch(b->succ_host[k]);
+        }
+    }
     if (x->mode != X86_MODE_64) {
         /* The whole block inside the CS limit and without a wrap of IP/EIP; else one by one. */
         uint64_t last = s->rip + b->nbytes - 1;
