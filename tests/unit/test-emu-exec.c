@@ -350,6 +350,41 @@ static void test_self_modifying_code(void)
     g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
     g_assert_cmphex(REG(RAX), ==, 9);
     teardown();
+
+    /* A longer block (compared 16 bytes at a time): changes at its start, in the middle and in the tail. */
+    static const uint8_t four[] = {
+        0xb8, 0x01, 0x00, 0x00, 0x00, /* mov eax, 1 */
+        0xbb, 0x02, 0x00, 0x00, 0x00, /* mov ebx, 2 */
+        0xb9, 0x03, 0x00, 0x00, 0x00, /* mov ecx, 3 */
+        0xba, 0x04, 0x00, 0x00, 0x00, /* mov edx, 4 */
+        0xf4,                         /* hlt */
+    };
+    static const struct {
+        unsigned offset;
+        uint8_t value;
+    } patches[] = {{1, 0x11}, {6, 0x22}, {11, 0x33}, {16, 0x44}, {19, 0x55}};
+    setup_long();
+    load_run(four, sizeof(four));
+    g_assert_cmphex(REG(RDX), ==, 4);
+    for (unsigned i = 0; i < G_N_ELEMENTS(patches); i++) {
+        put8(CODE + patches[i].offset, patches[i].value);
+        cpu.s.rip = CODE;
+        g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
+        uint64_t expect[4] = {0x11, 2, 3, 4};
+        if (i >= 1)
+            expect[1] = 0x22;
+        if (i >= 2)
+            expect[2] = 0x33;
+        if (i >= 3)
+            expect[3] = 0x44;
+        if (i >= 4)
+            expect[3] = 0x55000044;
+        g_assert_cmphex(REG(RAX), ==, expect[0]);
+        g_assert_cmphex(REG(RBX), ==, expect[1]);
+        g_assert_cmphex(REG(RCX), ==, expect[2]);
+        g_assert_cmphex(REG(RDX), ==, expect[3]);
+    }
+    teardown();
 }
 
 /* ---- group 5: SSE2 and FPU state ---- */
