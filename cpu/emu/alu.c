@@ -1,11 +1,6 @@
 /* Integer ALU of the emu software CPU: the operations not inlined (shifts, divides, bit and BCD ops). */
 #include "emu/alu.h"
 
-static unsigned count_mask(unsigned size)
-{
-    return size == 8 ? 63 : 31;
-}
-
 /* Replaces CF and OF, keeping the other arithmetic flags (rotates). */
 static void flags_cf_of(struct emu_state *s, uint64_t cf, uint64_t of)
 {
@@ -26,53 +21,6 @@ static uint64_t zsp(unsigned size, uint64_t r)
 
 /* OF is defined for 1-bit shifts and rotates only. For larger counts Intel hardware reports the OF of a
  * 1-bit operation on the original value, and so does the emu: for left shifts, its top 2 bits XORed. */
-static uint64_t of_left(unsigned bits, uint64_t a)
-{
-    return ((a >> (bits - 1)) ^ (a >> (bits - 2))) & 1;
-}
-
-uint64_t emu_alu_shl(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
-{
-    unsigned bits = 8 * size;
-    uint64_t m = emu_size_mask(size), r, cf;
-
-    a &= m;
-    count &= count_mask(size);
-    if (!count)
-        return a;
-    r = (a << count) & m;
-    /* a count beyond the width shifts everything out: CF is then 0, which is what hardware reports */
-    cf = count <= bits ? (a >> (bits - count)) & 1 : 0;
-    emu_flags_set(s, EMU_CC_SHL, size, r, cf, of_left(bits, a));
-    return r;
-}
-
-uint64_t emu_alu_shr(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
-{
-    unsigned bits = 8 * size;
-    uint64_t m = emu_size_mask(size), r;
-
-    a &= m;
-    count &= count_mask(size);
-    if (!count)
-        return a;
-    r = a >> count;
-    emu_flags_set(s, EMU_CC_SHR, size, r, (a >> (count - 1)) & 1, (a >> (bits - 1)) & 1);
-    return r;
-}
-
-uint64_t emu_alu_sar(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
-{
-    int64_t sa = (int64_t)emu_sign_extend(size, a);
-    uint64_t r;
-
-    count &= count_mask(size);
-    if (!count)
-        return a & emu_size_mask(size);
-    r = (uint64_t)(sa >> count) & emu_size_mask(size);
-    emu_flags_set(s, EMU_CC_SAR, size, r, (uint64_t)(sa >> (count - 1)) & 1, 0);
-    return r;
-}
 
 uint64_t emu_alu_rol(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
 {
@@ -80,12 +28,12 @@ uint64_t emu_alu_rol(struct emu_state *s, unsigned size, uint64_t a, unsigned co
     uint64_t m = emu_size_mask(size), r;
 
     a &= m;
-    count &= count_mask(size);
+    count &= emu_alu_count_mask(size);
     if (!count)
         return a;
     c = count & (bits - 1);
     r = c ? ((a << c) | (a >> (bits - c))) & m : a;
-    flags_cf_of(s, r, of_left(bits, a));
+    flags_cf_of(s, r, emu_alu_of_left(bits, a));
     return r;
 }
 
@@ -95,7 +43,7 @@ uint64_t emu_alu_ror(struct emu_state *s, unsigned size, uint64_t a, unsigned co
     uint64_t m = emu_size_mask(size), r;
 
     a &= m;
-    count &= count_mask(size);
+    count &= emu_alu_count_mask(size);
     if (!count)
         return a;
     c = count & (bits - 1);
@@ -107,7 +55,7 @@ uint64_t emu_alu_ror(struct emu_state *s, unsigned size, uint64_t a, unsigned co
 /* RCL/RCR rotate the (width + 1)-bit value CF:a; 8- and 16-bit counts are taken mod 9 / 17 after masking. */
 static unsigned rc_count(unsigned size, unsigned count)
 {
-    count &= count_mask(size);
+    count &= emu_alu_count_mask(size);
     if (size == 1)
         return count % 9;
     if (size == 2)
@@ -129,7 +77,7 @@ uint64_t emu_alu_rcl(struct emu_state *s, unsigned size, uint64_t a, unsigned co
     w = (w << count) | (w >> (n - count));
     r = (uint64_t)w & m;
     cf = (uint64_t)(w >> bits) & 1;
-    flags_cf_of(s, cf, of_left(bits, a));
+    flags_cf_of(s, cf, emu_alu_of_left(bits, a));
     return r;
 }
 
@@ -161,7 +109,7 @@ uint64_t emu_alu_shld(struct emu_state *s, unsigned size, uint64_t dst, uint64_t
 
     dst &= m;
     src &= m;
-    count &= count_mask(size);
+    count &= emu_alu_count_mask(size);
     if (!count)
         return dst;
     if (size == 2) {
@@ -172,7 +120,7 @@ uint64_t emu_alu_shld(struct emu_state *s, unsigned size, uint64_t dst, uint64_t
         r = ((dst << count) | (src >> (bits - count))) & m;
         cf = (dst >> (bits - count)) & 1;
     }
-    emu_flags_set(s, EMU_CC_SHL, size, r, cf, of_left(bits, dst));
+    emu_flags_set(s, EMU_CC_SHL, size, r, cf, emu_alu_of_left(bits, dst));
     return r;
 }
 
@@ -183,7 +131,7 @@ uint64_t emu_alu_shrd(struct emu_state *s, unsigned size, uint64_t dst, uint64_t
 
     dst &= m;
     src &= m;
-    count &= count_mask(size);
+    count &= emu_alu_count_mask(size);
     if (!count)
         return dst;
     if (size == 2) {

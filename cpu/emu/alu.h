@@ -153,9 +153,61 @@ bool emu_alu_div(unsigned size, uint64_t hi, uint64_t lo, uint64_t divisor, uint
 bool emu_alu_idiv(unsigned size, uint64_t hi, uint64_t lo, uint64_t divisor, uint64_t *quot, uint64_t *rem);
 
 /* Shifts and rotates: a masked count of 0 changes neither the value nor the flags. */
-uint64_t emu_alu_shl(struct emu_state *s, unsigned size, uint64_t a, unsigned count);
-uint64_t emu_alu_shr(struct emu_state *s, unsigned size, uint64_t a, unsigned count);
-uint64_t emu_alu_sar(struct emu_state *s, unsigned size, uint64_t a, unsigned count);
+/* Shift counts are masked to 5 bits (6 for 64-bit operands). */
+static inline unsigned emu_alu_count_mask(unsigned size)
+{
+    return size == 8 ? 63 : 31;
+}
+
+/* OF of a left shift by one: the top two bits of the operand differ. */
+static inline uint64_t emu_alu_of_left(unsigned bits, uint64_t a)
+{
+    return ((a >> (bits - 1)) ^ (a >> (bits - 2))) & 1;
+}
+
+static inline uint64_t emu_alu_shl(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
+{
+    unsigned bits = 8 * size;
+    uint64_t m = emu_size_mask(size), r, cf;
+
+    a &= m;
+    count &= emu_alu_count_mask(size);
+    if (!count)
+        return a;
+    r = (a << count) & m;
+    /* a count beyond the width shifts everything out: CF is then 0, which is what hardware reports */
+    cf = count <= bits ? (a >> (bits - count)) & 1 : 0;
+    emu_flags_set(s, EMU_CC_SHL, size, r, cf, emu_alu_of_left(bits, a));
+    return r;
+}
+
+static inline uint64_t emu_alu_shr(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
+{
+    unsigned bits = 8 * size;
+    uint64_t m = emu_size_mask(size), r;
+
+    a &= m;
+    count &= emu_alu_count_mask(size);
+    if (!count)
+        return a;
+    r = a >> count;
+    emu_flags_set(s, EMU_CC_SHR, size, r, (a >> (count - 1)) & 1, (a >> (bits - 1)) & 1);
+    return r;
+}
+
+static inline uint64_t emu_alu_sar(struct emu_state *s, unsigned size, uint64_t a, unsigned count)
+{
+    int64_t sa = (int64_t)emu_sign_extend(size, a);
+    uint64_t r;
+
+    count &= emu_alu_count_mask(size);
+    if (!count)
+        return a & emu_size_mask(size);
+    r = (uint64_t)(sa >> count) & emu_size_mask(size);
+    emu_flags_set(s, EMU_CC_SAR, size, r, (uint64_t)(sa >> (count - 1)) & 1, 0);
+    return r;
+}
+
 uint64_t emu_alu_rol(struct emu_state *s, unsigned size, uint64_t a, unsigned count);
 uint64_t emu_alu_ror(struct emu_state *s, unsigned size, uint64_t a, unsigned count);
 uint64_t emu_alu_rcl(struct emu_state *s, unsigned size, uint64_t a, unsigned count);

@@ -5,7 +5,8 @@
 
 /* ---- memory: the TLB fast path inline, everything else through exec.c ---- */
 
-static inline uint64_t fast_ea(const struct exec_ctx *x, const struct x86_insn *in)
+static inline __attribute__((always_inline)) uint64_t fast_ea(const struct exec_ctx *x,
+                                                              const struct x86_insn *in)
 {
     const uint64_t *regs = x->s->regs;
     uint64_t a = (uint64_t)in->disp;
@@ -520,20 +521,50 @@ static int pop_r(struct exec_ctx *x, const struct block_insn *bi)
 
 /* ---- near branches (64-bit operand size); JMP, CALL and RET end their block ---- */
 
-static int jcc(struct exec_ctx *x, const struct block_insn *bi)
-{
-    if (!emu_cond(x->s, bi->in.opcode & 15))
-        return x_next64(x, bi);
-    uint64_t target = x->next_rip + bi->in.imm;
-    if (!emu_canonical(target))
-        return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));
-    x->next_rip = target;
-    return x_stop(x, bi, XR_TAKEN);
-}
+/* One handler per condition code, so emu_cond folds. */
+#define JCC_HANDLER(CC)                                                                                      \
+    static int jcc_##CC(struct exec_ctx *x, const struct block_insn *bi)                                     \
+    {                                                                                                        \
+        if (!emu_cond(x->s, CC))                                                                             \
+            return x_next64(x, bi);                                                                          \
+        uint64_t target = x->next_rip + bi->in.imm;                                                          \
+        if (!emu_canonical(target))                                                                          \
+            return x_stop(x, bi, x_fault(x, EMU_EXC_GP, 0));                                                 \
+        x->next_rip = target;                                                                                \
+        return x_stop(x, bi, XR_TAKEN);                                                                      \
+    }                                                                                                        \
+    static int cmov_rr_##CC(struct exec_ctx *x, const struct block_insn *bi)                                 \
+    {                                                                                                        \
+        uint64_t *regs = x->s->regs;                                                                         \
+        /* 32-bit CMOV zero-extends the destination even when the condition is false. */                     \
+        uint64_t v = emu_cond(x->s, CC) ? regs[bi->src] : regs[bi->dst];                                     \
+        set_reg48(regs, bi->dst, bi->in.opsize, v);                                                          \
+        return x_next64(x, bi);                                                                              \
+    }                                                                                                        \
+    static int setcc_r_##CC(struct exec_ctx *x, const struct block_insn *bi)                                 \
+    {                                                                                                        \
+        set_reg(x, bi, bi->in.rm, 1, emu_cond(x->s, CC));                                                    \
+        return x_next64(x, bi);                                                                              \
+    }
+#define COND_CODES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+COND_CODES(JCC_HANDLER)
+
+#define COND_TABLE_ENTRY(CC) jcc_##CC,
+static block_fn *const jcc_handlers[16] = {COND_CODES(COND_TABLE_ENTRY)};
+#undef COND_TABLE_ENTRY
+#define COND_TABLE_ENTRY(CC) cmov_rr_##CC,
+static block_fn *const cmov_handlers[16] = {COND_CODES(COND_TABLE_ENTRY)};
+#undef COND_TABLE_ENTRY
+#define COND_TABLE_ENTRY(CC) setcc_r_##CC,
+static block_fn *const setcc_handlers[16] = {COND_CODES(COND_TABLE_ENTRY)};
+#undef COND_TABLE_ENTRY
 
 bool exec_fast_is_cond_branch(block_fn *fn)
 {
-    return fn == jcc;
+    for (unsigned cc = 0; cc < 16; cc++)
+        if (fn == jcc_handlers[cc])
+            return true;
+    return false;
 }
 
 static int jmp_rel(struct exec_ctx *x, const struct block_insn *bi)
@@ -674,7 +705,7 @@ void exec_fast_fuse(struct block_insn *insns, unsigned n)
         {alu_ri_TEST_4, fused_TEST_ri_4}, {alu_ri_TEST_8, fused_TEST_ri_8},
     };
     for (unsigned i = 0; i + 1 < n; i++) {
-        if (insns[i + 1].fn != jcc)
+        if (!exec_fast_is_cond_branch(insns[i + 1].fn))
             continue;
         for (unsigned k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++) {
             if (insns[i].fn == pairs[k].plain) {
@@ -685,22 +716,7 @@ void exec_fast_fuse(struct block_insn *insns, unsigned n)
     }
 }
 
-/* ---- CMOVcc/SETcc on registers, NOP ---- */
-
-static int cmov_rr(struct exec_ctx *x, const struct block_insn *bi)
-{
-    uint64_t *regs = x->s->regs;
-    /* 32-bit CMOV zero-extends the destination even when the condition is false. */
-    uint64_t v = emu_cond(x->s, bi->in.opcode & 15) ? regs[bi->src] : regs[bi->dst];
-    set_reg48(regs, bi->dst, bi->in.opsize, v);
-    return x_next64(x, bi);
-}
-
-static int setcc_r(struct exec_ctx *x, const struct block_insn *bi)
-{
-    set_reg(x, bi, bi->in.rm, 1, emu_cond(x->s, bi->in.opcode & 15));
-    return x_next64(x, bi);
-}
+/* ---- NOP ---- */
 
 static int nop(struct exec_ctx *x, const struct block_insn *bi)
 {
@@ -980,7 +996,7 @@ block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
         bi->dst = in->rm;
         return pop_r;
     case X86_OP_JCC:
-        return size == 8 ? jcc : NULL;
+        return size == 8 ? jcc_handlers[in->opcode & 15] : NULL;
     case X86_OP_JMP:
         return size == 8 && in->form == X86_FORM_J ? jmp_rel : NULL;
     case X86_OP_CALL:
@@ -992,9 +1008,9 @@ block_fn *exec_fast_handler(struct block_insn *bi, enum x86_mode mode)
             return NULL;
         bi->dst = in->reg;
         bi->src = in->rm;
-        return cmov_rr;
+        return cmov_handlers[in->opcode & 15];
     case X86_OP_SETCC:
-        return mem ? NULL : setcc_r;
+        return mem ? NULL : setcc_handlers[in->opcode & 15];
     case X86_OP_NOP:
         return nop;
     default:

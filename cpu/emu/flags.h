@@ -103,7 +103,9 @@ static inline bool emu_cond_flags(uint64_t f, unsigned cc)
 
 /* Condition code cc (0-15) on the current state. CMP/SUB, TEST/logic and "result == 0 / < 0" tests are
  * answered from the recorded operands; everything else materializes the flags. */
-static inline bool emu_cond(const struct emu_state *s, unsigned cc)
+/* Always inlined: with a constant cc (the fast Jcc/CMOVcc/SETcc handlers exist per condition) it folds to
+ * a few compares. */
+static inline __attribute__((always_inline)) bool emu_cond(const struct emu_state *s, unsigned cc)
 {
     unsigned cls = s->cc_op >> 2;
     unsigned sh = 64 - (8u << (s->cc_op & 3));
