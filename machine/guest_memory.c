@@ -103,6 +103,8 @@ void *guest_mem_map_write(struct guest_memory *gm, uint64_t gpa, uint64_t len)
         return NULL;
     if (s->dirty)
         mark_dirty(s, gpa, len);
+    if (gm->write_observer)
+        gm->write_observer(gm->write_observer_opaque, gpa, len);
     return s->host + (gpa - s->gpa);
 }
 
@@ -125,6 +127,7 @@ int guest_mem_write(struct guest_memory *gm, uint64_t gpa, const void *buf, size
     if (!p)
         return -EFAULT;
     memcpy(p, buf, len);
+    guest_mem_write_done(gm, gpa, len);
     return 0;
 }
 
@@ -136,7 +139,14 @@ int guest_mem_fill(struct guest_memory *gm, uint64_t gpa, int byte, size_t len)
     if (!p)
         return -EFAULT;
     memset(p, byte, len);
+    guest_mem_write_done(gm, gpa, len);
     return 0;
+}
+
+void guest_mem_write_done(struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    if (gm->write_observer && len)
+        gm->write_observer(gm->write_observer_opaque, gpa, len);
 }
 
 #define DEFINE_SCALAR(bits)                                                                                       \

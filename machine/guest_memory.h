@@ -31,6 +31,11 @@ struct guest_memory {
     unsigned nslots;
     struct guest_ram_slot slots[GUEST_MEMORY_MAX_SLOTS];
     bool dirty_logging;
+    /* If set, told about every RAM range handed out for writing (guest_mem_map_write and everything built on
+     * it), before the caller writes: the software CPU uses it to notice device writes to pages it decoded
+     * code from. Runs on the writer's thread; must be cheap and thread-safe. */
+    void (*write_observer)(void *opaque, uint64_t gpa, uint64_t len);
+    void *write_observer_opaque;
 };
 
 /* Maps ram_size bytes of guest RAM (a multiple of the page size). Returns 0 or a negative errno. */
@@ -49,6 +54,9 @@ bool guest_memory_is_ram(const struct guest_memory *gm, uint64_t gpa, uint64_t l
  * dirty. */
 const void *guest_mem_map_read(struct guest_memory *gm, uint64_t gpa, uint64_t len);
 void *guest_mem_map_write(struct guest_memory *gm, uint64_t gpa, uint64_t len);
+/* After writing through a guest_mem_map_write pointer (zero-copy DMA): tells the write observer again, now
+ * that the bytes are in place (guest_mem_write and guest_mem_fill do this themselves). */
+void guest_mem_write_done(struct guest_memory *gm, uint64_t gpa, uint64_t len);
 
 /* Copies; 0 on success, -EFAULT if any byte is outside RAM (then nothing is copied). Reads also see ROM; writes
  * to ROM fail with -EFAULT. */

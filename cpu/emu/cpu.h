@@ -1,6 +1,6 @@
-/* One emu vCPU: architectural state, its memory context, and the services the instruction interpreter (exec.c)
- * gets from the emu backend (emu.c): interrupts, CPUID, MSRs, port I/O, time. The split: exec.c knows
- * instructions, emu.c knows the machine. */
+/* One emu vCPU: architectural state, its memory context, and the services the instruction interpreter
+ * (exec.c) gets from the emu backend (emu.c): interrupts, CPUID, MSRs, port I/O, time. The split: exec.c
+ * knows instructions, emu.c knows the machine. */
 #ifndef DESKVM_EMU_CPU_H
 #define DESKVM_EMU_CPU_H
 
@@ -19,11 +19,15 @@ struct emu_cpu {
     struct machine *m;
     struct vcpu *vcpu; /* the generic vCPU this runs for (NULL in unit tests) */
     unsigned index;    /* vCPU number = APIC ID */
-    /* Set from any thread (kick, new interrupt); the interpreter polls it between instructions and returns. */
-    int exit_request;      /* atomic */
-    int interrupt_hint;    /* atomic: an interrupt or INIT/SIPI/NMI may be pending, check the controllers */
-    uint64_t icount;       /* instructions retired */
-    uint64_t last_tsc;     /* the last TSC value read, so reads strictly increase */
+    /* Set from any thread (kick, new interrupt); the interpreter polls it between instructions and returns.
+     */
+    int exit_request;   /* atomic */
+    int interrupt_hint; /* atomic: an interrupt or INIT/SIPI/NMI may be pending, check the controllers */
+    uint64_t icount;    /* instructions retired */
+    /* Decoded blocks trust the MMU's code-page generations instead of comparing their bytes on entry. Only
+     * with a single vCPU: another vCPU's TLB could still hold a fast write entry for a page marked here. */
+    bool code_tracking;
+    uint64_t last_tsc; /* the last TSC value read, so reads strictly increase */
 };
 
 /* Why emu_exec returned. */
@@ -41,20 +45,20 @@ enum emu_exec_status {
  * instruction executed (address and operation). For debugging guests; level 2 is very slow. */
 extern int emu_trace_level;
 
-/* Runs up to max_insns instructions from the current state: fetch through the MMU, decode, execute; exceptions are
- * delivered to the guest through its IDT; between instructions external interrupts (when interrupt_hint is set
- * and RFLAGS.IF allows, outside an interrupt shadow) and exit requests are handled. */
+/* Runs up to max_insns instructions from the current state: fetch through the MMU, decode, execute;
+ * exceptions are delivered to the guest through its IDT; between instructions external interrupts (when
+ * interrupt_hint is set and RFLAGS.IF allows, outside an interrupt shadow) and exit requests are handled. */
 enum emu_exec_status emu_exec(struct emu_cpu *cpu, uint64_t max_insns);
 
 /* ---- Services of the backend (emu.c), called by the interpreter ---- */
 
-/* The highest-priority deliverable external interrupt: its vector (acknowledged at the controllers), or -1. Only
- * called when RFLAGS.IF=1 and no interrupt shadow is active. */
+/* The highest-priority deliverable external interrupt: its vector (acknowledged at the controllers), or -1.
+ * Only called when RFLAGS.IF=1 and no interrupt shadow is active. */
 int emu_cpu_acknowledge_interrupt(struct emu_cpu *cpu);
 /* Whether an NMI is pending (and takes it). */
 bool emu_cpu_take_nmi(struct emu_cpu *cpu);
-/* INIT/SIPI handling for APs: returns true when the CPU state was changed (INIT → wait for SIPI, SIPI → start at
- * vector << 12). */
+/* INIT/SIPI handling for APs: returns true when the CPU state was changed (INIT → wait for SIPI, SIPI → start
+ * at vector << 12). */
 bool emu_cpu_handle_init_sipi(struct emu_cpu *cpu);
 
 /* CPUID for leaf/subleaf into out[0..3] = EAX, EBX, ECX, EDX: exactly the features the emu implements. */

@@ -1,6 +1,6 @@
-/* The emu backend: deskvm's software CPU behind the vCPU interface. One host thread per vCPU runs the interpreter
- * (exec.c) in slices; this file connects it to the machine: interrupts from the userspace LAPIC/PIC, HLT sleeping
- * until an interrupt, INIT/SIPI, port I/O, CR8, reset state and register access. */
+/* The emu backend: deskvm's software CPU behind the vCPU interface. One host thread per vCPU runs the
+ * interpreter (exec.c) in slices; this file connects it to the machine: interrupts from the userspace
+ * LAPIC/PIC, HLT sleeping until an interrupt, INIT/SIPI, port I/O, CR8, reset state and register access. */
 #include <errno.h>
 #include <string.h>
 
@@ -64,7 +64,8 @@ bool emu_cpu_handle_init_sipi(struct emu_cpu *cpu)
     bool changed = false;
     machine_lock(cpu->m);
     if (lapic_take_init(l)) {
-        /* INIT: the state of a reset, except that the CPU waits for a STARTUP IPI (the BSP too, per the SDM). */
+        /* INIT: the state of a reset, except that the CPU waits for a STARTUP IPI (the BSP too, per the SDM).
+         */
         uint64_t apic_base = cpu->s.msr.apic_base;
         emu_state_reset(&cpu->s, false);
         cpu->s.msr.apic_base = apic_base;
@@ -190,6 +191,11 @@ static void emu_lapic_kick(void *opaque)
     g_mutex_unlock(&ev->lock);
 }
 
+static void emu_dma_observer(void *opaque, uint64_t gpa, uint64_t len)
+{
+    emu_mmu_notify_phys_write(opaque, gpa, len);
+}
+
 static int emu_vcpu_init(struct vcpu *v, char **error)
 {
     struct machine *m = v->accel->machine;
@@ -207,6 +213,12 @@ static int emu_vcpu_init(struct vcpu *v, char **error)
     }
     emu_state_reset(&ev->cpu.s, v->index == 0);
     v->priv = ev;
+    if (v->accel->ncpus == 1) {
+        /* Device writes to guest RAM reach the MMU's code-page tracking through the memory observer. */
+        ev->cpu.code_tracking = true;
+        m->mem.write_observer = emu_dma_observer;
+        m->mem.write_observer_opaque = &ev->cpu.mmu;
+    }
     machine_lock(m);
     lapic_set_kick(m->lapic[v->index], emu_lapic_kick, ev);
     machine_unlock(m);
@@ -223,6 +235,10 @@ static void emu_vcpu_destroy(struct vcpu *v)
     if (m->lapic[v->index])
         lapic_set_kick(m->lapic[v->index], NULL, NULL);
     machine_unlock(m);
+    if (m->mem.write_observer_opaque == &ev->cpu.mmu) {
+        m->mem.write_observer = NULL;
+        m->mem.write_observer_opaque = NULL;
+    }
     emu_mmu_destroy(&ev->cpu.mmu);
     g_cond_clear(&ev->wake);
     g_mutex_clear(&ev->lock);

@@ -252,6 +252,12 @@ struct block {
      * the next lookup usually skips the hash table. Blocks only point to blocks of the same arena fill. */
     struct block *succ[2];
     const uint8_t *succ_host[2]; /* their first instruction bytes, to prefetch without touching them */
+    /* With code tracking (cpu->code_tracking): the generation word of the block's RAM page and the value it
+     * had when the bytes were last known to match; while it still has that value the bytes need no compare.
+     * NULL: compare on every entry. */
+    const uint32_t *gen_ptr;
+    uint32_t gen;
+    uint64_t phys; /* the guest-physical page */
     /* A copy of the nbytes instruction bytes, next to the header so the check on entry touches few cache
      * lines, then the instructions (8-byte aligned). */
     uint8_t bytes[];
@@ -266,8 +272,17 @@ struct block_cache {
     struct block *hash[BLOCK_HASH_SIZE];
     uint8_t *arena;
     size_t used;
-    uint32_t gen; /* bumped when the arena is emptied */
+    uint32_t gen;   /* bumped when the arena is emptied */
+    uint64_t owner; /* the MMU context (emu_mmu.id) the blocks were decoded for */
 };
+
+/* Empties the cache (blocks of another memory context, or a full arena). */
+static void block_cache_reset(struct block_cache *bc)
+{
+    memset(bc->hash, 0, sizeof(bc->hash));
+    bc->used = 0;
+    bc->gen++;
+}
 
 static void block_cache_free(gpointer p)
 {
@@ -370,7 +385,7 @@ int exec_block_generic(struct exec_ctx *x, const struct block_insn *bi)
 }
 
 static struct block *block_build(struct block_cache *bc, unsigned slot, const uint8_t *host, unsigned avail,
-                                 enum x86_mode mode)
+                                 enum x86_mode mode, const uint32_t *gen_ptr, uint32_t gen, uint64_t phys)
 {
     struct block_insn insns[BLOCK_MAX_INSNS];
     unsigned n = 0, off = 0;
@@ -396,11 +411,8 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
 
     size_t insns_offset = (sizeof(struct block) + off + 7) & ~(size_t)7;
     size_t size = (insns_offset + n * sizeof(struct block_insn) + 15) & ~(size_t)15;
-    if (bc->used + size > BLOCK_ARENA_BYTES) {
-        memset(bc->hash, 0, sizeof(bc->hash));
-        bc->used = 0;
-        bc->gen++;
-    }
+    if (bc->used + size > BLOCK_ARENA_BYTES)
+        block_cache_reset(bc);
     struct block *b = (struct block *)(bc->arena + bc->used);
     b->host = host;
     b->mode = (uint8_t)mode;
@@ -409,11 +421,46 @@ static struct block *block_build(struct block_cache *bc, unsigned slot, const ui
     b->insns_offset = (uint32_t)insns_offset;
     b->succ[0] = b->succ[1] = NULL;
     b->succ_host[0] = b->succ_host[1] = NULL;
+    b->gen_ptr = gen_ptr;
+    b->gen = gen;
+    b->phys = phys;
     memcpy(b->bytes, host, off);
     memcpy((uint8_t *)b + insns_offset, insns, n * sizeof(struct block_insn));
     bc->used += size;
     bc->hash[slot] = b;
     return b;
+}
+
+/* Whether block b (found for host in the same mode) still holds the guest's instructions. */
+static inline bool block_valid(struct exec_ctx *x, struct block *b, const uint8_t *host)
+{
+    if (!b->gen_ptr)
+        return block_bytes_match(b, host);
+    uint32_t g = __atomic_load_n(b->gen_ptr, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(g == b->gen, 1))
+        return true;
+    /* The page was written since: compare, and trust the new generation if the page is still marked (a
+     * write to it now bumps the generation again) and nothing bumped it while the bytes were compared. */
+    if (!block_bytes_match(b, host))
+        return false;
+    if (emu_code_page_marked(x->mmu, b->phys) && __atomic_load_n(b->gen_ptr, __ATOMIC_SEQ_CST) == g)
+        b->gen = g;
+    return true;
+}
+
+/* Decodes a new block. With code tracking the page is marked first (its fast TLB write entries go slow, and
+ * every later write bumps its generation), then the generation is read, then the bytes. */
+static struct block *block_new(struct exec_ctx *x, unsigned slot, const uint8_t *host, unsigned avail,
+                               uint64_t phys)
+{
+    const uint32_t *gen_ptr = NULL;
+    uint32_t gen = 0;
+    if (x->cpu->code_tracking && emu_code_page_mark(x->mmu, phys)) {
+        gen_ptr = emu_code_page_gen(x->mmu, phys);
+        if (gen_ptr)
+            gen = __atomic_load_n(gen_ptr, __ATOMIC_SEQ_CST);
+    }
+    return block_build(x->blocks, slot, host, avail, x->mode, gen_ptr, gen, phys & EMU_PAGE_MASK);
 }
 
 /* The block at RIP, or NULL for the slow path (which also raises fetch faults). prev/prev_exit: the block
@@ -422,7 +469,7 @@ static struct block *block_at(struct exec_ctx *x, struct block *prev, unsigned p
 {
     const struct emu_state *s = x->s;
     struct block_cache *bc = x->blocks;
-    uint64_t lin;
+    uint64_t lin, phys;
     const uint8_t *host;
     unsigned avail;
 
@@ -433,21 +480,23 @@ static struct block *block_at(struct exec_ctx *x, struct block *prev, unsigned p
     const struct emu_tlb_entry *te = &x->mmu->tlb.e[x->mmu_idx][(lin >> 12) & (EMU_TLB_SIZE - 1)];
     if (__builtin_expect(te->tag_exec == (lin & EMU_PAGE_MASK), 1)) {
         host = (const uint8_t *)(uintptr_t)(lin + te->addend);
+        phys = te->phys_page;
     } else {
         struct emu_fetch fe;
         struct emu_fault f;
         if (!emu_mem_fetch(x->mmu, lin, &fe, &f) || !fe.host)
             return NULL;
         host = fe.host;
+        phys = fe.phys & EMU_PAGE_MASK;
     }
     avail = 4096 - (unsigned)(lin & 0xfff);
     struct block *b = prev ? prev->succ[prev_exit] : NULL;
-    if (!b || b->host != host || b->mode != x->mode || !block_bytes_match(b, host)) {
+    if (!b || b->host != host || b->mode != x->mode || !block_valid(x, b, host)) {
         unsigned slot = block_hash(host, x->mode);
         b = bc->hash[slot];
-        if (!b || b->host != host || b->mode != x->mode || !block_bytes_match(b, host)) {
+        if (!b || b->host != host || b->mode != x->mode || !block_valid(x, b, host)) {
             uint32_t gen = bc->gen;
-            b = block_build(bc, slot, host, avail, x->mode);
+            b = block_new(x, slot, host, avail, phys);
             if (!b)
                 return NULL;
             if (bc->gen != gen) /* the arena was emptied: prev is gone */
@@ -593,6 +642,10 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
         .sysmem = {sys_read, sys_write, &cpu->mmu},
         .blocks = block_cache_get(),
     };
+    if (x.blocks->owner != cpu->mmu.id) { /* this thread ran another CPU before (unit tests) */
+        block_cache_reset(x.blocks);
+        x.blocks->owner = cpu->mmu.id;
+    }
     struct block *prev = NULL; /* the block that ran last, if the next one follows it directly */
     unsigned prev_exit = 0;
     uint64_t n = 0;

@@ -314,7 +314,7 @@ bool emu_code_page_mark(struct emu_mmu *mmu, uint64_t phys)
     unsigned long *word = code_word(mmu, phys, &bit);
     if (!word)
         return false;
-    if (__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit)
+    if (__atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST) & bit)
         return true;
     /* Fast write entries for this page would skip the check: send them to the slow path. */
     uint64_t page = phys & EMU_PAGE_MASK;
@@ -347,10 +347,33 @@ void emu_code_pages_clear_all(struct emu_mmu *mmu)
         }
 }
 
+static uint32_t *gen_word(const struct emu_mmu *mmu, uint64_t phys)
+{
+    const struct guest_memory *gm = &mmu->m->mem;
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        const struct guest_ram_slot *s = &gm->slots[i];
+        if (mmu->code_gen[i] && phys >= s->gpa && phys - s->gpa < s->size)
+            return &mmu->code_gen[i][(phys - s->gpa) / GUEST_PAGE_SIZE];
+    }
+    return NULL;
+}
+
+const uint32_t *emu_code_page_gen(const struct emu_mmu *mmu, uint64_t phys)
+{
+    return gen_word(mmu, phys);
+}
+
 static void code_write(struct emu_mmu *mmu, uint64_t phys, unsigned len)
 {
-    if (!emu_code_page_marked(mmu, phys))
+    unsigned long bit;
+    unsigned long *word = code_word(mmu, phys, &bit);
+    /* The writer has stored its bytes; the fence orders them before the look at the mark (a CPU marking the
+     * page reads the bytes only after its mark is visible). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!word || !(__atomic_load_n(word, __ATOMIC_SEQ_CST) & bit))
         return;
+    __atomic_fetch_add(gen_word(mmu, phys), 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
     mmu->code_writes++;
     if (mmu->on_code_write)
         mmu->on_code_write(mmu->code_opaque, phys, len);
@@ -695,16 +718,19 @@ bool emu_mem_fetch_copy(struct emu_mmu *mmu, uint64_t lin, void *buf, unsigned l
 
 int emu_mmu_init(struct emu_mmu *mmu, struct emu_state *cpu, struct machine *m)
 {
+    static uint64_t next_id;
     memset(mmu, 0, sizeof(*mmu));
     mmu->cpu = cpu;
     mmu->m = m;
+    mmu->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     const struct guest_memory *gm = &m->mem;
     for (unsigned i = 0; i < gm->nslots; i++) {
         if (gm->slots[i].readonly)
             continue;
         uint64_t pages = gm->slots[i].size / GUEST_PAGE_SIZE;
         mmu->code_pages[i] = g_try_new0(unsigned long, (pages + BITS_PER_LONG - 1) / BITS_PER_LONG);
-        if (!mmu->code_pages[i]) {
+        mmu->code_gen[i] = g_try_new0(uint32_t, pages);
+        if (!mmu->code_pages[i] || !mmu->code_gen[i]) {
             emu_mmu_destroy(mmu);
             return -ENOMEM;
         }
@@ -715,8 +741,10 @@ int emu_mmu_init(struct emu_mmu *mmu, struct emu_state *cpu, struct machine *m)
 
 void emu_mmu_destroy(struct emu_mmu *mmu)
 {
-    for (unsigned i = 0; i < GUEST_MEMORY_MAX_SLOTS; i++)
+    for (unsigned i = 0; i < GUEST_MEMORY_MAX_SLOTS; i++) {
         g_clear_pointer(&mmu->code_pages[i], g_free);
+        g_clear_pointer(&mmu->code_gen[i], g_free);
+    }
 }
 
 void emu_mmu_set_code_write_handler(struct emu_mmu *mmu, emu_code_write_fn *fn, void *opaque)

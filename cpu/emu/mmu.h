@@ -112,10 +112,13 @@ struct emu_mmu {
     /* One bit per 4 KiB page of each writable RAM slot (indexed like m->mem.slots), set while the page holds
      * decoded code. */
     unsigned long *code_pages[GUEST_MEMORY_MAX_SLOTS];
+    /* Per page, a generation bumped by every write that finds the page marked (and unmarks it). */
+    uint32_t *code_gen[GUEST_MEMORY_MAX_SLOTS];
     emu_code_write_fn *on_code_write;
     void *code_opaque;
     /* Counters for tuning (slow-path events only; fast hits are not counted). */
     uint64_t walks, mmio_accesses, code_writes, rom_writes_dropped;
+    uint64_t id; /* unique for the process's lifetime (caches keyed by this context use it) */
 };
 
 /* Binds the context to a vCPU state and a machine whose memory is set up. 0 or -ENOMEM. */
@@ -204,5 +207,9 @@ void emu_code_pages_clear_all(struct emu_mmu *mmu);
 bool emu_code_page_marked(const struct emu_mmu *mmu, uint64_t phys);
 /* Calls the code-write handler for each marked page in [phys, phys+len). */
 void emu_mmu_notify_phys_write(struct emu_mmu *mmu, uint64_t phys, uint64_t len);
+/* The generation word of the RAM page holding phys, or NULL outside writable RAM. A write through this MMU or
+ * emu_mmu_notify_phys_write to a marked page increments it and unmarks the page, so "marked and the
+ * generation I saw when I read the bytes" means the bytes are unchanged. Safe to read from any thread. */
+const uint32_t *emu_code_page_gen(const struct emu_mmu *mmu, uint64_t phys);
 
 #endif

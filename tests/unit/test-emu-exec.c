@@ -561,6 +561,60 @@ static void test_fused_branch_split(void)
     check_fused_branch(0x100000005ull, 5, false); /* a 64-bit compare: the upper half counts */
 }
 
+/* With code tracking (one vCPU), decoded blocks trust the page generation: writes by the guest itself and
+ * device writes through the memory API still reach the next run of the block; a write that tells nobody (a
+ * raw host store) is not seen, which shows the bytes are no longer compared. */
+static void dma_observer(void *opaque, uint64_t gpa, uint64_t len)
+{
+    emu_mmu_notify_phys_write(opaque, gpa, len);
+}
+
+static void test_code_tracking(void)
+{
+    /* mov eax, 1; mov ebx, 2; mov ecx, 3; mov edx, 4; hlt */
+    static const uint8_t four[] = {0xb8, 0x01, 0x00, 0x00, 0x00, 0xbb, 0x02, 0x00, 0x00, 0x00, 0xb9,
+                                   0x03, 0x00, 0x00, 0x00, 0xba, 0x04, 0x00, 0x00, 0x00, 0xf4};
+    /* mov byte ptr [0x100010], 0x44; jmp 0x100000 */
+    static const uint8_t patcher[] = {0xc6, 0x04, 0x25, 0x10, 0x00, 0x10, 0x00, 0x44, 0xe9, 0, 0, 0, 0};
+    setup_long();
+    uint8_t *host = guest_mem_map_write(&tmach.mem, CODE, 16);
+    cpu.code_tracking = true;
+    tmach.mem.write_observer = dma_observer;
+    tmach.mem.write_observer_opaque = &cpu.mmu;
+    load_run(four, sizeof(four));
+    g_assert_cmphex(REG(RDX), ==, 4);
+    g_assert_nonnull(emu_code_page_gen(&cpu.mmu, CODE));
+    g_assert_true(emu_code_page_marked(&cpu.mmu, CODE));
+
+    /* The guest patches the block's page (its TLB write entry for the page went slow when it was marked). */
+    put(CODE + 0x100, patcher, sizeof(patcher));
+    put(CODE + 0x100 + 9, &(int32_t){-(int32_t)(0x100 + sizeof(patcher))}, 4);
+    cpu.s.rip = CODE + 0x100;
+    g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(REG(RDX), ==, 0x44);
+
+    /* A device write through the memory API. */
+    put8(CODE + 6, 0x22);
+    cpu.s.rip = CODE;
+    g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(REG(RBX), ==, 0x22);
+    g_assert_cmphex(REG(RDX), ==, 0x44);
+
+    /* A store nobody is told about (the run above decoded the block again and marked the page): the decoded
+     * block stands. */
+    host[11] = 0x33;
+    cpu.s.rip = CODE;
+    g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(REG(RCX), ==, 3);
+    /* ... until the write is reported. */
+    guest_mem_write_done(&tmach.mem, CODE + 11, 1);
+    cpu.s.rip = CODE;
+    g_assert_cmpint(resume(), ==, EMU_EXEC_HALT);
+    g_assert_cmphex(REG(RCX), ==, 0x33);
+    tmach.mem.write_observer = NULL;
+    teardown();
+}
+
 static void test_sti_shadow(void)
 {
     setup_long();
@@ -839,5 +893,6 @@ int main(int argc, char **argv)
     g_test_add_func("/emu-exec/mode/enter-long-mode", test_enter_long_mode);
     g_test_add_func("/emu-exec/perf/loop", test_perf_loop);
     g_test_add_func("/emu-exec/blocks/fused-branch-split", test_fused_branch_split);
+    g_test_add_func("/emu-exec/blocks/code-tracking", test_code_tracking);
     return g_test_run();
 }
