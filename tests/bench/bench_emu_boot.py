@@ -63,6 +63,15 @@ def one_run(kind, image, timeout):
     return ready, total, float(m.group(1))
 
 
+def interpreter_speed():
+    """MIPS of tests/bench/bench-emu-speed (built with deskvm), or None if it is missing."""
+    exe = os.path.join(os.environ.get("DESKVM_BUILDDIR", "."), "tests", "bench", "bench-emu-speed")
+    if not os.access(exe, os.X_OK):
+        return None
+    out = subprocess.run([exe, "3"], stdout=subprocess.PIPE, text=True, timeout=120).stdout
+    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -99,6 +108,11 @@ def main():
     summary = (f"Measured {time.strftime('%Y-%m-%d')} on this project's 2-core machine; deskvm --accel emu against "
                f"{qver} with -accel tcg; {args.runs} interleaved runs each, medians. Ratio > 1 means deskvm is "
                "better.")
+    speed = interpreter_speed()
+    if speed:
+        summary += (f" The interpreter alone (tests/bench/bench-emu-speed, 64-bit kernel mode, no machine around "
+                    f"it): the same integer loop at {speed['integer-loop-mips']:.0f} MIPS, the compiled C workload "
+                    f"of the differential tests at {speed['compiled-workload-mips']:.0f} MIPS.")
     text = result_table("bench_emu_boot", summary, rows)
     print(text)
     if args.write:
