@@ -28,6 +28,7 @@ struct sysctl_ports;
 struct pci_bus;
 struct acpi_pm;
 struct chardev;
+struct virtio_blk_conf;
 
 /* A device's place in a machine: create (register regions, IRQs), reset to power-on state, destroy. Devices are
  * listed in a table in the board file (pc.c), created in table order and destroyed in reverse. */
@@ -58,6 +59,8 @@ struct machine_config {
     unsigned cpus;
     bool manual_clock; /* the test accelerator drives time */
     struct chardev *serial; /* COM1 backend, may be NULL */
+    const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h); ndisks of them */
+    unsigned ndisks;
 };
 
 #define MACHINE_MAX_CPUS 64

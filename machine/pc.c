@@ -13,6 +13,7 @@
 #include "rtc.h"
 #include "sysctl_ports.h"
 #include "uart8250.h"
+#include "virtio_blk.h"
 
 /* Interrupt controllers and the PIT first: everything after them may wire IRQs or use the PIT. */
 static const struct machine_device *const userspace_irqchip_devices[] = {
@@ -33,6 +34,8 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         g_ptr_array_add(list, (gpointer)platform_devices[i]);
     if (cfg->test_device)
         g_ptr_array_add(list, (gpointer)&pci_testdev_device);
+    if (cfg->ndisks)
+        g_ptr_array_add(list, (gpointer)&virtio_blk_device);
     unsigned n = list->len;
     const struct machine_device **devices = (const struct machine_device **)g_ptr_array_free(list, FALSE);
 
@@ -41,6 +44,8 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         .cpus = cfg->cpus,
         .manual_clock = cfg->manual_clock,
         .serial = cfg->serial,
+        .disks = cfg->disks,
+        .ndisks = cfg->ndisks,
     };
     int r = machine_init(m, &mc, (const struct machine_device *const *)devices, n, error);
     if (r < 0) {

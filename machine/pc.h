@@ -15,6 +15,8 @@ struct pc_config {
     bool kernel_irqchip;
     bool manual_clock; /* test accelerator */
     bool test_device;  /* add pci-testdev */
+    const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h) */
+    unsigned ndisks;
 };
 
 /* Builds the machine, creates its devices and assigns PCI resources as firmware would. */

@@ -208,6 +208,18 @@ static char *set_device(struct options *o, const char *v)
     return g_strdup_printf("'%s' is not a device deskvm knows (available: pci-testdev)", v);
 }
 
+static char *set_disk(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct virtio_blk_conf conf;
+    if (o->disks->len >= VIRTIO_BLK_MAX_DISKS)
+        return g_strdup_printf("at most %d disks", VIRTIO_BLK_MAX_DISKS);
+    if (!virtio_blk_conf_parse(v, &conf, &err))
+        return err;
+    g_array_append_val(o->disks, conf);
+    return NULL;
+}
+
 static char *set_trace_cpu(struct options *o, const char *v)
 {
     if (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "2")) {
@@ -344,6 +356,9 @@ static const struct option_def option_defs[] = {
     {"firmware", 0, ARG_REQUIRED, true, false, set_firmware, "FILE",
      "firmware ROM image mapped below 4 GiB, run from the reset vector (QEMU's -bios)"},
     {"device", 0, ARG_REQUIRED, true, true, set_device, "NAME", "add a device: pci-testdev (for tests)"},
+    {"disk", 0, ARG_REQUIRED, true, true, set_disk, "file=PATH[,format=raw|qcow2][,...]",
+     "add a virtio-blk disk (repeatable, up to 8); also readonly=on|off, cache=writeback|none|unsafe, "
+     "discard=unmap|ignore"},
     {"trace-cpu", 0, ARG_REQUIRED, true, false, set_trace_cpu, "0|1|2",
      "software CPU trace to the log: 1 exceptions and interrupts, 2 every instruction (slow)"},
     {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
@@ -407,6 +422,7 @@ static void options_init(struct options *o)
     o->accel = ACCEL_AUTO;
     o->serial.kind = CHARDEV_NONE;
     o->qmp = g_array_new(FALSE, TRUE, sizeof(struct listen_spec));
+    o->disks = g_array_new(FALSE, TRUE, sizeof(struct virtio_blk_conf));
     o->log_level = LOG_LEVEL_INFO;
 }
 
@@ -423,6 +439,11 @@ void options_clear(struct options *o)
         for (guint i = 0; i < o->qmp->len; i++)
             listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
         g_array_unref(o->qmp);
+    }
+    if (o->disks) {
+        for (guint i = 0; i < o->disks->len; i++)
+            virtio_blk_conf_clear(&g_array_index(o->disks, struct virtio_blk_conf, i));
+        g_array_unref(o->disks);
     }
     g_free(o->config);
     g_free(o->pidfile);

@@ -12,6 +12,7 @@
 #include "chardev.h"
 #include "listen.h"
 #include "log.h"
+#include "virtio_blk.h"
 
 enum accel_kind {
     ACCEL_AUTO,
@@ -36,6 +37,7 @@ struct options {
     char *append;
     char *firmware;    /* a ROM image mapped at the top of 4 GiB (QEMU's -bios) */
     bool test_device;  /* --device pci-testdev */
+    GArray *disks;     /* --disk: struct virtio_blk_conf, at most VIRTIO_BLK_MAX_DISKS */
     int trace_cpu;     /* --trace-cpu: software CPU tracing level 0-2 */
     struct chardev_spec serial;
     GArray *qmp; /* of struct listen_spec */
@@ -55,6 +57,11 @@ struct options {
 int options_parse(struct options *opts, int argc, char **argv, char **error);
 void options_clear(struct options *opts);
 const char *options_accel_name(enum accel_kind accel);
+/* The --disk list (disks->len of them), NULL when there are none. */
+static inline const struct virtio_blk_conf *options_disks(const struct options *opts)
+{
+    return opts->disks->len ? (const struct virtio_blk_conf *)(void *)opts->disks->data : NULL;
+}
 void options_print_help(FILE *out);
 
 /* Parses a size such as "512M", "2G", "1.5G", "4096K" or "65536B". A bare number is in units of default_unit

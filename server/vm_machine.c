@@ -260,7 +260,8 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
 
     if (o->accel == ACCEL_QTEST) {
         struct pc_config pc = {.ram_size = o->memory, .cpus = o->cpus, .serial = serial, .manual_clock = true,
-                               .test_device = o->test_device};
+                               .test_device = o->test_device, .disks = options_disks(o),
+                               .ndisks = o->disks->len};
         if (pc_machine_init(&vmm->machine, &pc, error) < 0)
             goto fail;
         vmm->machine_ready = true;
@@ -282,6 +283,8 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         .serial = serial,
         .kernel_irqchip = ops == &kvm_accel_ops,
         .test_device = o->test_device,
+        .disks = options_disks(o),
+        .ndisks = o->disks->len,
     };
     if (pc_machine_init(&vmm->machine, &pc, error) < 0)
         goto fail;
