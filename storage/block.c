@@ -476,6 +476,27 @@ void block_snapshot_list_free(struct block_snapshot_info *list, size_t n)
     g_free(list);
 }
 
+int block_make_empty(struct block_image *img, GError **errp)
+{
+    int r = check_writable(img, errp);
+    if (r < 0)
+        return r;
+    if (!img->drv->make_empty)
+        return block_set_error(errp, img, -ENOTSUP, "format %s cannot be emptied", img->drv->name);
+    return img->drv->make_empty(img, errp);
+}
+
+int block_change_backing(struct block_image *img, const char *file, const char *fmt, GError **errp)
+{
+    int r = check_writable(img, errp);
+    if (r < 0)
+        return r;
+    if (!img->drv->change_backing)
+        return block_set_error(errp, img, -ENOTSUP, "format %s does not support backing files",
+                               img->drv->name);
+    return img->drv->change_backing(img, file, fmt, errp);
+}
+
 int block_create(const char *path, const struct block_create_options *o, GError **errp)
 {
     const struct block_driver *drv = block_find_driver(o->format);

@@ -79,6 +79,7 @@ struct block_snapshot_info {
     uint64_t vm_clock_nsec;
     uint64_t disk_size;
     uint64_t l1_size;
+    int64_t icount; /* instruction count recorded by QEMU 5.0+, -1 when the snapshot has none */
 };
 
 /* What `info` shows. Strings belong to the image and live until block_close. */
@@ -110,6 +111,8 @@ struct block_create_options {
     const char *compression_type; /* qcow2 v3: "zlib" (default) or "zstd" */
     unsigned refcount_bits;       /* qcow2: 1..64 power of two, default 16 (v2: only 16) */
     bool lazy_refcounts;          /* qcow2 v3 */
+    bool backing_unchecked;       /* qcow2 (create -u): record the backing file without opening it; size is
+                                   * then required and the format recorded only if given */
 };
 
 struct block_image;
@@ -140,6 +143,8 @@ struct block_driver {
     int (*snapshot_apply)(struct block_image *img, const char *name_or_id, GError **errp);
     int (*snapshot_delete)(struct block_image *img, const char *name_or_id, GError **errp);
     int (*create)(const char *path, const struct block_create_options *o, GError **errp);
+    int (*make_empty)(struct block_image *img, GError **errp);
+    int (*change_backing)(struct block_image *img, const char *file, const char *fmt, GError **errp);
 };
 
 struct block_image {
@@ -196,6 +201,13 @@ int block_snapshot_list(struct block_image *img, struct block_snapshot_info **ou
 int block_snapshot_apply(struct block_image *img, const char *name_or_id, GError **errp);
 int block_snapshot_delete(struct block_image *img, const char *name_or_id, GError **errp);
 void block_snapshot_list_free(struct block_snapshot_info *list, size_t n);
+
+/* Deallocates every cluster of this layer so the backing chain shows through again (commit empties the
+ * top image this way); unlike discard it never leaves zero clusters behind. */
+int block_make_empty(struct block_image *img, GError **errp);
+/* Rewrites the backing file name and format recorded in the image header (FILE NULL: no backing file;
+ * FMT NULL: no format recorded). The opened backing chain is not changed: callers close and reopen. */
+int block_change_backing(struct block_image *img, const char *file, const char *fmt, GError **errp);
 
 /* Creates (or truncates) an image under the writer lock, so an image in use is not clobbered. */
 int block_create(const char *path, const struct block_create_options *o, GError **errp);

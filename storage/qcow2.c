@@ -654,6 +654,18 @@ int qcow2_preallocate_metadata(struct block_image *img, GError **errp)
     return qcow2_flush_metadata(s, errp);
 }
 
+static int qcow2_make_empty(struct block_image *img, GError **errp)
+{
+    struct qcow2_state *s = state(img);
+    int r = refuse_write(s, errp);
+    uint64_t cs = s->cluster_size, n = (s->h.size + cs - 1) / cs;
+    if (r == 0 && n)
+        r = qcow2_zero_clusters(s, 0, n, QCOW2_DEALLOCATE, errp);
+    if (r == 0)
+        r = qcow2_flush_metadata(s, errp);
+    return r;
+}
+
 static void qcow2_get_info(struct block_image *img, struct block_info *info)
 {
     struct qcow2_state *s = state(img);
@@ -686,4 +698,6 @@ const struct block_driver qcow2_driver = {
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
     .create = qcow2_create,
+    .make_empty = qcow2_make_empty,
+    .change_backing = qcow2_change_backing,
 };

@@ -223,6 +223,7 @@ int qcow2_header_update(struct qcow2_state *s, unsigned field_off, const void *b
 int qcow2_set_incompat(struct qcow2_state *s, uint64_t bits, bool set, GError **errp);
 int qcow2_create(const char *path, const struct block_create_options *o, GError **errp);
 const char *qcow2_feature_name(struct qcow2_state *s, int type, int bit);
+int qcow2_change_backing(struct block_image *img, const char *file, const char *fmt, GError **errp);
 
 /* qcow2_cache.c */
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, uint32_t cluster_size, bool is_l2);

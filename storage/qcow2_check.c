@@ -58,6 +58,14 @@ static void inc(struct walk *w, uint64_t off, uint64_t len, const char *what)
     if (len == 0)
         return;
     uint64_t first = off >> w->s->cluster_bits, last = (off + len - 1) >> w->s->cluster_bits;
+    uint64_t file_clusters = (w->s->file_end + w->s->cluster_size - 1) >> w->s->cluster_bits;
+    /* a reference past the end of the file is corrupt; counting it would make the check (and a rebuild)
+     * cover every cluster up to it */
+    if (off + len >= off && last >= file_clusters) {
+        say(w, "ERROR %s at 0x%" PRIx64 " is beyond the end of the image file", what, off);
+        w->res->corruptions++;
+        return;
+    }
     if (off + len < off || refs_grow(&w->refs, last + 1) < 0) {
         say(w, "ERROR %s at 0x%" PRIx64 " lies beyond what can be checked", what, off);
         w->res->corruptions++;

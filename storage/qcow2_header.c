@@ -409,7 +409,12 @@ int qcow2_create(const char *path, const struct block_create_options *o, GError 
         return r;
     uint64_t size = o->size;
     char *bfmt = NULL;
-    if (o->backing_file) {
+    if (o->backing_file && o->backing_unchecked) {
+        if (!o->size)
+            return block_set_error_path(errp, path, -EINVAL,
+                                        "the image size is required when the backing file is not opened");
+        bfmt = g_strdup(o->backing_format);
+    } else if (o->backing_file) {
         uint64_t bsize = 0;
         r = backing_probe(path, o, &bsize, &bfmt, errp);
         if (r < 0)
@@ -517,4 +522,93 @@ int qcow2_create(const char *path, const struct block_create_options *o, GError 
         r = qcow2_preallocate_metadata(img, errp);
     int cr = block_close(img, r < 0 ? NULL : errp);
     return r < 0 ? r : cr;
+}
+
+/* ---- changing the backing file (rebase) */
+
+/* Copies the header extensions of HC [pos, end) except the ones rebuilt here into OUT at *opos. */
+static bool copy_extensions(const uint8_t *hc, size_t pos, size_t end, uint8_t *out, uint32_t *opos,
+                            size_t room, bool feature_table)
+{
+    while (pos + 8 <= end) {
+        uint32_t type = qcow2_be32(hc + pos), len = qcow2_be32(hc + pos + 4);
+        if (type == QCOW2_EXT_END || len > end - pos - 8)
+            break;
+        size_t total = 8 + (((size_t)len + 7u) & ~(size_t)7u);
+        bool want = feature_table ? type == QCOW2_EXT_FEATURE_TABLE : (type != QCOW2_EXT_FEATURE_TABLE &&
+                                                                       type != QCOW2_EXT_BACKING_FORMAT);
+        if (want) {
+            if (*opos + total > room)
+                return feature_table; /* the feature table is only informative: it may be dropped */
+            memcpy(out + *opos, hc + pos, MIN(total, end - pos));
+            *opos += (uint32_t)total;
+        }
+        pos += total;
+    }
+    return true;
+}
+
+int qcow2_change_backing(struct block_image *img, const char *file, const char *fmt, GError **errp)
+{
+    struct qcow2_state *s = img->opaque;
+    if (s->corrupt || s->broken)
+        return block_set_error(errp, img, -EIO, "image is marked corrupt or broken; header not written");
+    size_t blen = file ? strlen(file) : 0;
+    if (file && (blen == 0 || blen > QCOW2_MAX_BACKING_NAME))
+        return block_set_error(errp, img, -EINVAL, "invalid backing file name length (%zu bytes)", blen);
+    if (!file)
+        fmt = NULL;
+    if (fmt && (!*fmt || strlen(fmt) > QCOW2_MAX_FORMAT_NAME))
+        return block_set_error(errp, img, -EINVAL, "invalid backing format name '%s'", fmt);
+    int r = qcow2_flush_metadata(s, errp);
+    if (r < 0)
+        return r;
+    uint32_t cs = s->cluster_size;
+    uint8_t *hc = g_malloc0(cs), *out = g_malloc0(cs);
+    r = qcow2_read_file(s, 0, hc, (size_t)MIN((uint64_t)cs, s->file_end), errp);
+    uint32_t hlen = s->h.version >= 3 ? s->h.header_length : QCOW2_V2_HEADER_LEN;
+    size_t end = s->h.backing_file_offset ? (size_t)MIN(s->h.backing_file_offset, (uint64_t)cs) : cs;
+    uint32_t opos = hlen;
+    if (r == 0 && (size_t)hlen + 8 + blen > cs)
+        r = -ENOSPC;
+    /* what the extensions may use: the end marker and the name follow them */
+    size_t room = r == 0 ? cs - 8 - blen : 0;
+    if (r == 0) {
+        memcpy(out, hc, hlen);
+        if (fmt && opos + 8 + ((strlen(fmt) + 7) & ~(size_t)7) <= room)
+            opos = ext_add(out, opos, QCOW2_EXT_BACKING_FORMAT, fmt, (uint32_t)strlen(fmt));
+        else if (fmt)
+            r = -ENOSPC;
+        if (r == 0 && (!copy_extensions(hc, hlen, end, out, &opos, room, false) ||
+                       !copy_extensions(hc, hlen, end, out, &opos, room, true)))
+            r = -ENOSPC;
+    }
+    if (r == -ENOSPC)
+        block_set_error(errp, img, r,
+                        "backing file name and header extensions do not fit in the first cluster");
+    if (r == 0) {
+        opos = ext_add(out, opos, QCOW2_EXT_END, NULL, 0);
+        qcow2_put64(out + 8, file ? opos : 0);
+        qcow2_put32(out + 16, (uint32_t)blen);
+        if (file)
+            memcpy(out + opos, file, blen);
+        r = block_file_pwrite(&img->file, 0, out, cs);
+        if (r == 0)
+            r = block_file_sync(&img->file);
+        if (r < 0) {
+            s->broken = true;
+            block_set_error(errp, img, r, "cannot write the qcow2 header: %s", g_strerror(-r));
+        }
+    }
+    if (r == 0) {
+        s->h.backing_file_offset = file ? opos : 0;
+        s->h.backing_file_size = (uint32_t)blen;
+        g_free(img->backing_file);
+        g_free(img->backing_format);
+        img->backing_file = g_strdup(file);
+        img->backing_format = g_strdup(fmt);
+    }
+    g_free(hc);
+    g_free(out);
+    return r;
 }

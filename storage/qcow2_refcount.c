@@ -337,6 +337,27 @@ static int block_elsewhere(struct qcow2_state *s, uint64_t ti, GError **errp)
     return 0;
 }
 
+/* A cluster with refcount 0 that metadata still uses means the refcounts are corrupt: handing it out would
+ * let new data or tables overwrite the header, a table or a refcount block. Clusters past the end of the
+ * file (the usual case when an image grows) hold nothing. */
+static int check_unused(struct qcow2_state *s, uint64_t cluster, GError **errp)
+{
+    uint64_t off = cluster << s->cluster_bits;
+    if (off >= s->file_end)
+        return 0;
+    bool used = qcow2_overlaps_metadata(s, off, s->cluster_size) ||
+                (s->nb_snapshots && off >= (s->h.snapshots_offset & ~((uint64_t)s->cluster_size - 1)) &&
+                 off < s->h.snapshots_offset + 40ull * s->nb_snapshots + 8);
+    for (uint32_t i = 0; !used && i < s->reftable_size; i++)
+        used = (s->reftable[i] & REFT_OFFSET_MASK) == off;
+    for (uint32_t i = 0; !used && i < s->l1_size; i++)
+        used = (s->l1[i] & L1E_OFFSET_MASK) == off;
+    if (used)
+        return qcow2_signal_corruption(
+            s, errp, "cluster 0x%" PRIx64 " is in use as metadata but its refcount is 0", off);
+    return 0;
+}
+
 int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *off, GError **errp)
 {
     if (n == 0)
@@ -383,7 +404,9 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *off, GErro
         if (moved)
             continue;
         for (i = 0; i < n; i++) {
-            int r = qcow2_update_refcount(s, start + i, 1, errp);
+            int r = check_unused(s, start + i, errp);
+            if (r == 0)
+                r = qcow2_update_refcount(s, start + i, 1, errp);
             if (r < 0)
                 return r;
         }

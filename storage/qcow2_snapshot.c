@@ -54,9 +54,10 @@ int qcow2_snapshots_load(struct qcow2_state *s, GError **errp)
         sn->extra_size = qcow2_be32(f + 36);
         if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
             return bad_table(s, errp, i, "too much extra data");
+        /* entries start 8-aligned; the last one's padding may lie past the end of the file (QEMU writes
+         * the table without it) */
         uint64_t len = SN_FIXED + sn->extra_size + id_len + name_len;
-        len = (len + 7) & ~7ull;
-        total += len;
+        total += (len + 7) & ~7ull;
         if (total > QCOW2_MAX_SNAPSHOT_TABLE_BYTES || pos + len > s->file_end)
             return bad_table(s, errp, i, "table too large or outside the image file");
         uint8_t *rest = g_malloc(len - SN_FIXED + 1);
@@ -78,7 +79,7 @@ int qcow2_snapshots_load(struct qcow2_state *s, GError **errp)
             return bad_table(s, errp, i, "L1 table too large");
         if (sn->l1_size && (sn->l1_offset == 0 || sn->l1_offset + (uint64_t)sn->l1_size * 8 > s->file_end))
             return bad_table(s, errp, i, "L1 table outside the image file");
-        pos += len;
+        pos += (len + 7) & ~7ull;
     }
     return 0;
 }
@@ -292,6 +293,7 @@ int qcow2_snapshot_list(struct block_image *img, struct block_snapshot_info **ou
             .vm_clock_nsec = sn->vm_clock_nsec,
             .disk_size = sn->disk_size,
             .l1_size = sn->l1_size,
+            .icount = sn->extra_size >= 24 ? (int64_t)qcow2_be64(sn->extra + 16) : -1,
         };
     }
     return 0;
