@@ -2,7 +2,6 @@
  * exec_loop.c). */
 #include "emu/exec.h"
 
-
 #include "log.h"
 
 static struct log_ratelimit exec_rl = LOG_RATELIMIT_INIT(5000, 10);
@@ -105,48 +104,6 @@ int x_write_buf(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, c
     return r ? r : x_write_lin(x, lin, size, 0, buf);
 }
 
-/* Loads and stores of 1, 2, 4 or 8 bytes with constant-size copies (single moves). */
-static inline uint64_t load_n(const void *p, unsigned size)
-{
-    switch (size) {
-    case 1:
-        return *(const uint8_t *)p;
-    case 2: {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        return v;
-    }
-    case 4: {
-        uint32_t v;
-        memcpy(&v, p, 4);
-        return v;
-    }
-    default: {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        return v;
-    }
-    }
-}
-
-static inline void store_n(void *p, unsigned size, uint64_t v)
-{
-    switch (size) {
-    case 1:
-        *(uint8_t *)p = (uint8_t)v;
-        break;
-    case 2:
-        memcpy(p, &(uint16_t){(uint16_t)v}, 2);
-        break;
-    case 4:
-        memcpy(p, &(uint32_t){(uint32_t)v}, 4);
-        break;
-    default:
-        memcpy(p, &v, 8);
-        break;
-    }
-}
-
 /* The linear address, with the 64-bit-mode case (no limits, bases only for FS and GS) inline. */
 static inline int linear_fast(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, bool write,
                               uint64_t *lin)
@@ -169,7 +126,7 @@ int x_read(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint64
         return r;
     const void *h = emu_tlb_host_read(x->mmu, emu_mmu_index(x->s, 0), lin, size);
     if (h) {
-        *v = load_n(h, size);
+        *v = x_load_n(h, size);
         return XR_OK;
     }
     r = x_read_lin(x, lin, size, 0, &val);
@@ -185,7 +142,7 @@ int x_write(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size, uint6
         return r;
     void *h = emu_tlb_host_write(x->mmu, emu_mmu_index(x->s, 0), lin, size);
     if (h) {
-        store_n(h, size, v);
+        x_store_n(h, size, v);
         return XR_OK;
     }
     return x_write_lin(x, lin, size, 0, &v);
@@ -280,7 +237,7 @@ int x_op_read_rmw(struct exec_ctx *x, struct x_op *op, unsigned size, uint64_t *
             break;
         }
     } else {
-        val = load_n(h, size);
+        val = x_load_n(h, size);
     }
     *v = val;
     return XR_OK;
@@ -318,7 +275,7 @@ int x_op_write_rmw(struct exec_ctx *x, const struct x_op *op, unsigned size, uin
     if (op->host) {
         if (x->in->prefixes & X86_PFX_LOCK)
             return host_cas(op->host, size, old, v) ? XR_OK : XR_RETRY;
-        store_n(op->host, size, v);
+        x_store_n(op->host, size, v);
         return XR_OK;
     }
     return x_write(x, op->seg, op->off, size, v);

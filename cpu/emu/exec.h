@@ -93,24 +93,25 @@ static inline unsigned x_iopl(const struct exec_ctx *x)
     return (unsigned)(x->s->rflags >> 12) & 3;
 }
 
-/* Register access by operand size; byte registers 4-7 are AH..BH without REX. */
-static inline uint64_t x_get_reg(const struct exec_ctx *x, unsigned r, unsigned size)
+/* Register access by operand size; byte registers 4-7 are AH..BH without REX (high_byte: the instruction had
+ * no REX prefix, X86_INSN_HIGH_BYTE). */
+static inline uint64_t x_reg_read(const uint64_t *regs, bool high_byte, unsigned r, unsigned size)
 {
     if (size == 1) {
-        if (r >= 4 && r < 8 && (x->in->flags & X86_INSN_HIGH_BYTE))
-            return (x->s->regs[r - 4] >> 8) & 0xff;
-        return x->s->regs[r] & 0xff;
+        if (r >= 4 && r < 8 && high_byte)
+            return (regs[r - 4] >> 8) & 0xff;
+        return regs[r] & 0xff;
     }
-    return x->s->regs[r] & emu_size_mask(size);
+    return regs[r] & emu_size_mask(size);
 }
 
-static inline void x_set_reg(struct exec_ctx *x, unsigned r, unsigned size, uint64_t v)
+static inline void x_reg_write(uint64_t *regs, bool high_byte, unsigned r, unsigned size, uint64_t v)
 {
-    uint64_t *p = &x->s->regs[r];
+    uint64_t *p = &regs[r];
     switch (size) {
     case 1:
-        if (r >= 4 && r < 8 && (x->in->flags & X86_INSN_HIGH_BYTE)) {
-            p = &x->s->regs[r - 4];
+        if (r >= 4 && r < 8 && high_byte) {
+            p = &regs[r - 4];
             *p = (*p & ~0xff00ull) | (v & 0xff) << 8;
         } else {
             *p = (*p & ~0xffull) | (v & 0xff);
@@ -125,6 +126,85 @@ static inline void x_set_reg(struct exec_ctx *x, unsigned r, unsigned size, uint
     default:
         *p = v;
         break;
+    }
+}
+
+static inline uint64_t x_get_reg(const struct exec_ctx *x, unsigned r, unsigned size)
+{
+    return x_reg_read(x->s->regs, x->in->flags & X86_INSN_HIGH_BYTE, r, size);
+}
+
+static inline void x_set_reg(struct exec_ctx *x, unsigned r, unsigned size, uint64_t v)
+{
+    x_reg_write(x->s->regs, x->in->flags & X86_INSN_HIGH_BYTE, r, size, v);
+}
+
+/* Loads and stores of 1, 2, 4 or 8 bytes with constant-size copies (single moves). */
+static inline uint64_t x_load_n(const void *p, unsigned size)
+{
+    switch (size) {
+    case 1:
+        return *(const uint8_t *)p;
+    case 2: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case 4: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    default: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    }
+}
+
+static inline void x_store_n(void *p, unsigned size, uint64_t v)
+{
+    switch (size) {
+    case 1:
+        *(uint8_t *)p = (uint8_t)v;
+        break;
+    case 2:
+        memcpy(p, &(uint16_t){(uint16_t)v}, 2);
+        break;
+    case 4:
+        memcpy(p, &(uint32_t){(uint32_t)v}, 4);
+        break;
+    default:
+        memcpy(p, &v, 8);
+        break;
+    }
+}
+
+/* ADD OR ADC SBB AND SUB XOR, and CMP/TEST, which only record flags (the first operand comes back). */
+static inline uint64_t x_alu_binary(struct emu_state *s, unsigned op, unsigned size, uint64_t a, uint64_t b)
+{
+    switch (op) {
+    case X86_OP_ADD:
+        return emu_alu_add(s, size, a, b);
+    case X86_OP_OR:
+        return emu_alu_or(s, size, a, b);
+    case X86_OP_ADC:
+        return emu_alu_adc(s, size, a, b);
+    case X86_OP_SBB:
+        return emu_alu_sbb(s, size, a, b);
+    case X86_OP_AND:
+        return emu_alu_and(s, size, a, b);
+    case X86_OP_SUB:
+        return emu_alu_sub(s, size, a, b);
+    case X86_OP_XOR:
+        return emu_alu_xor(s, size, a, b);
+    case X86_OP_CMP:
+        emu_alu_cmp(s, size, a, b);
+        return a;
+    default: /* TEST */
+        emu_alu_test(s, size, a, b);
+        return a;
     }
 }
 

@@ -21,47 +21,6 @@ static inline __attribute__((always_inline)) uint64_t fast_ea(const struct exec_
     return a;
 }
 
-static inline uint64_t load_sized(const void *p, unsigned size)
-{
-    switch (size) {
-    case 1:
-        return *(const uint8_t *)p;
-    case 2: {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        return v;
-    }
-    case 4: {
-        uint32_t v;
-        memcpy(&v, p, 4);
-        return v;
-    }
-    default: {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        return v;
-    }
-    }
-}
-
-static inline void store_sized(void *p, unsigned size, uint64_t v)
-{
-    switch (size) {
-    case 1:
-        *(uint8_t *)p = (uint8_t)v;
-        break;
-    case 2:
-        memcpy(p, &(uint16_t){(uint16_t)v}, 2);
-        break;
-    case 4:
-        memcpy(p, &(uint32_t){(uint32_t)v}, 4);
-        break;
-    default:
-        memcpy(p, &v, 8);
-        break;
-    }
-}
-
 /* The host address of [off, off+size) in 64-bit code when the TLB maps it to RAM inside one page (a tag only
  * matches a canonical page, so nothing else needs checking), else NULL. */
 static inline const void *tlb_read(struct exec_ctx *x, unsigned seg, uint64_t off, unsigned size)
@@ -93,14 +52,14 @@ static inline void *tlb_write(struct exec_ctx *x, unsigned seg, uint64_t off, un
         const void *p_ = tlb_read(x, seg, off, size);                                                        \
         if (!p_)                                                                                             \
             return exec_block_generic(x, bi);                                                                \
-        v = load_sized(p_, size);                                                                            \
+        v = x_load_n(p_, size);                                                                              \
     } while (0)
 #define FAST_STORE(seg, off, size, val)                                                                      \
     do {                                                                                                     \
         void *p_ = tlb_write(x, seg, off, size);                                                             \
         if (!p_)                                                                                             \
             return exec_block_generic(x, bi);                                                                \
-        store_sized(p_, size, val);                                                                          \
+        x_store_n(p_, size, val);                                                                            \
     } while (0)
 
 /* A register written with a 4- or 8-byte result (4: zero-extended, as on hardware). */
@@ -113,61 +72,16 @@ static inline void set_reg48(uint64_t *regs, unsigned r, unsigned size, uint64_t
 static inline uint64_t get_reg(const struct exec_ctx *x, const struct block_insn *bi, unsigned r,
                                unsigned size)
 {
-    if (size == 1 && r >= 4 && r < 8 && (bi->in.flags & X86_INSN_HIGH_BYTE))
-        return (x->s->regs[r - 4] >> 8) & 0xff;
-    return x->s->regs[r] & emu_size_mask(size);
+    return x_reg_read(x->s->regs, bi->in.flags & X86_INSN_HIGH_BYTE, r, size);
 }
 
 static inline void set_reg(struct exec_ctx *x, const struct block_insn *bi, unsigned r, unsigned size,
                            uint64_t v)
 {
-    uint64_t *p = &x->s->regs[r];
-    switch (size) {
-    case 1:
-        if (r >= 4 && r < 8 && (bi->in.flags & X86_INSN_HIGH_BYTE)) {
-            p = &x->s->regs[r - 4];
-            *p = (*p & ~0xff00ull) | (v & 0xff) << 8;
-        } else {
-            *p = (*p & ~0xffull) | (v & 0xff);
-        }
-        break;
-    case 2:
-        *p = (*p & ~0xffffull) | (v & 0xffff);
-        break;
-    case 4:
-        *p = (uint32_t)v;
-        break;
-    default:
-        *p = v;
-        break;
-    }
+    x_reg_write(x->s->regs, bi->in.flags & X86_INSN_HIGH_BYTE, r, size, v);
 }
 
 /* ---- ALU: ADD OR ADC SBB AND SUB XOR, and CMP/TEST that only record flags ---- */
-
-static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size, uint64_t a, uint64_t b)
-{
-    switch (op) {
-    case X86_OP_ADD:
-        return emu_alu_add(s, size, a, b);
-    case X86_OP_OR:
-        return emu_alu_or(s, size, a, b);
-    case X86_OP_ADC:
-        return emu_alu_adc(s, size, a, b);
-    case X86_OP_SBB:
-        return emu_alu_sbb(s, size, a, b);
-    case X86_OP_AND:
-        return emu_alu_and(s, size, a, b);
-    case X86_OP_SUB:
-        return emu_alu_sub(s, size, a, b);
-    case X86_OP_XOR:
-        return emu_alu_xor(s, size, a, b);
-    case X86_OP_CMP:
-        return emu_alu_sub(s, size, a, b);
-    default: /* TEST */
-        return emu_alu_and(s, size, a, b);
-    }
-}
 
 #define ALU_WRITES(op) ((op) != X86_OP_CMP && (op) != X86_OP_TEST)
 
@@ -176,7 +90,7 @@ static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size,
     static int alu_rr_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
         uint64_t *regs = x->s->regs;                                                                         \
-        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], regs[bi->src]);                          \
+        uint64_t v = x_alu_binary(x->s, X86_OP_##OP, SZ, regs[bi->dst], regs[bi->src]);                      \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
         return x_next64(x, bi);                                                                              \
@@ -184,7 +98,7 @@ static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size,
     static int alu_ri_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                           \
     {                                                                                                        \
         uint64_t *regs = x->s->regs;                                                                         \
-        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], bi->in.imm);                             \
+        uint64_t v = x_alu_binary(x->s, X86_OP_##OP, SZ, regs[bi->dst], bi->in.imm);                         \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
         return x_next64(x, bi);                                                                              \
@@ -193,7 +107,7 @@ static inline uint64_t fast_alu(struct emu_state *s, unsigned op, unsigned size,
     {                                                                                                        \
         uint64_t *regs = x->s->regs, b;                                                                      \
         FAST_LOAD(b, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
-        uint64_t v = fast_alu(x->s, X86_OP_##OP, SZ, regs[bi->dst], b);                                      \
+        uint64_t v = x_alu_binary(x->s, X86_OP_##OP, SZ, regs[bi->dst], b);                                  \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             regs[bi->dst] = v;                                                                               \
         return x_next64(x, bi);                                                                              \
@@ -210,7 +124,7 @@ ALU_OPS(ALU_HANDLERS, 8)
     {                                                                                                        \
         uint64_t a;                                                                                          \
         FAST_LOAD(a, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
-        fast_alu(x->s, X86_OP_##OP, SZ, a, x->s->regs[bi->src]);                                             \
+        x_alu_binary(x->s, X86_OP_##OP, SZ, a, x->s->regs[bi->src]);                                         \
         return x_next64(x, bi);                                                                              \
     }
 #define ALU_MEM_CMP_IMM_HANDLERS(OP, SZ)                                                                     \
@@ -218,7 +132,7 @@ ALU_OPS(ALU_HANDLERS, 8)
     {                                                                                                        \
         uint64_t a;                                                                                          \
         FAST_LOAD(a, bi->in.seg, fast_ea(x, &bi->in), SZ);                                                   \
-        fast_alu(x->s, X86_OP_##OP, SZ, a, bi->in.imm);                                                      \
+        x_alu_binary(x->s, X86_OP_##OP, SZ, a, bi->in.imm);                                                  \
         return x_next64(x, bi);                                                                              \
     }
 ALU_MEM_CMP_HANDLERS(CMP, 4)
@@ -295,14 +209,15 @@ NOTNEG_HANDLERS(8)
 #define ALU_BYTE_HANDLERS(OP, SZ)                                                                            \
     static int alu_rr_##OP##_b(struct exec_ctx *x, const struct block_insn *bi)                              \
     {                                                                                                        \
-        uint64_t v = fast_alu(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), get_reg(x, bi, bi->src, 1)); \
+        uint64_t v =                                                                                         \
+            x_alu_binary(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), get_reg(x, bi, bi->src, 1));      \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             set_reg(x, bi, bi->dst, 1, v);                                                                   \
         return x_next64(x, bi);                                                                              \
     }                                                                                                        \
     static int alu_ri_##OP##_b(struct exec_ctx *x, const struct block_insn *bi)                              \
     {                                                                                                        \
-        uint64_t v = fast_alu(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), bi->in.imm);                 \
+        uint64_t v = x_alu_binary(x->s, X86_OP_##OP, 1, get_reg(x, bi, bi->dst, 1), bi->in.imm);             \
         if (ALU_WRITES(X86_OP_##OP))                                                                         \
             set_reg(x, bi, bi->dst, 1, v);                                                                   \
         return x_next64(x, bi);                                                                              \
@@ -329,7 +244,7 @@ static inline void *fast_rmw_host(struct exec_ctx *x, const struct block_insn *b
         void *h = fast_rmw_host(x, bi, SZ);                                                                  \
         if (!h)                                                                                              \
             return exec_block_generic(x, bi);                                                                \
-        store_sized(h, SZ, fast_alu(x->s, X86_OP_##OP, SZ, load_sized(h, SZ), get_reg(x, bi, bi->src, SZ))); \
+        x_store_n(h, SZ, x_alu_binary(x->s, X86_OP_##OP, SZ, x_load_n(h, SZ), get_reg(x, bi, bi->src, SZ))); \
         return x_next64(x, bi);                                                                              \
     }                                                                                                        \
     static int alu_mwi_##OP##_##SZ(struct exec_ctx *x, const struct block_insn *bi)                          \
@@ -337,7 +252,7 @@ static inline void *fast_rmw_host(struct exec_ctx *x, const struct block_insn *b
         void *h = fast_rmw_host(x, bi, SZ);                                                                  \
         if (!h)                                                                                              \
             return exec_block_generic(x, bi);                                                                \
-        store_sized(h, SZ, fast_alu(x->s, X86_OP_##OP, SZ, load_sized(h, SZ), bi->in.imm));                  \
+        x_store_n(h, SZ, x_alu_binary(x->s, X86_OP_##OP, SZ, x_load_n(h, SZ), bi->in.imm));                  \
         return x_next64(x, bi);                                                                              \
     }
 #define ALU_RMW_OPS(X, SZ) X(ADD, SZ) X(OR, SZ) X(ADC, SZ) X(SBB, SZ) X(AND, SZ) X(SUB, SZ) X(XOR, SZ)
@@ -351,7 +266,7 @@ ALU_RMW_OPS(ALU_RMW_HANDLERS, 8)
         void *h = fast_rmw_host(x, bi, SZ);                                                                  \
         if (!h)                                                                                              \
             return exec_block_generic(x, bi);                                                                \
-        store_sized(h, SZ, emu_alu_inc(x->s, SZ, load_sized(h, SZ)));                                        \
+        x_store_n(h, SZ, emu_alu_inc(x->s, SZ, x_load_n(h, SZ)));                                            \
         return x_next64(x, bi);                                                                              \
     }                                                                                                        \
     static int dec_m_##SZ(struct exec_ctx *x, const struct block_insn *bi)                                   \
@@ -359,7 +274,7 @@ ALU_RMW_OPS(ALU_RMW_HANDLERS, 8)
         void *h = fast_rmw_host(x, bi, SZ);                                                                  \
         if (!h)                                                                                              \
             return exec_block_generic(x, bi);                                                                \
-        store_sized(h, SZ, emu_alu_dec(x->s, SZ, load_sized(h, SZ)));                                        \
+        x_store_n(h, SZ, emu_alu_dec(x->s, SZ, x_load_n(h, SZ)));                                            \
         return x_next64(x, bi);                                                                              \
     }
 INCDEC_MEM_HANDLERS(4)

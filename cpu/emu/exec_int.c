@@ -1,32 +1,6 @@
 /* emu interpreter: the integer core (moves, ALU, multiply/divide, shifts, bit ops, stack, flags). */
 #include "emu/exec.h"
 
-static uint64_t alu_binary(struct emu_state *s, unsigned op, unsigned size, uint64_t a, uint64_t b)
-{
-    switch (op) {
-    case X86_OP_ADD:
-        return emu_alu_add(s, size, a, b);
-    case X86_OP_OR:
-        return emu_alu_or(s, size, a, b);
-    case X86_OP_ADC:
-        return emu_alu_adc(s, size, a, b);
-    case X86_OP_SBB:
-        return emu_alu_sbb(s, size, a, b);
-    case X86_OP_AND:
-        return emu_alu_and(s, size, a, b);
-    case X86_OP_SUB:
-        return emu_alu_sub(s, size, a, b);
-    case X86_OP_XOR:
-        return emu_alu_xor(s, size, a, b);
-    case X86_OP_CMP:
-        emu_alu_cmp(s, size, a, b);
-        return a;
-    default:
-        emu_alu_test(s, size, a, b);
-        return a; /* TEST */
-    }
-}
-
 /* ADD..CMP and TEST in the forms E,G / G,E / E,I. */
 static int exec_alu2(struct exec_ctx *x)
 {
@@ -43,7 +17,7 @@ static int exec_alu2(struct exec_ctx *x)
         if ((r = x_op_read(x, &src, size, &b)))
             return r;
         a = x_get_reg(x, in->reg, size);
-        uint64_t v = alu_binary(x->s, op, size, a, b);
+        uint64_t v = x_alu_binary(x->s, op, size, a, b);
         if (writes)
             x_set_reg(x, in->reg, size, v);
         return XR_OK;
@@ -53,12 +27,12 @@ static int exec_alu2(struct exec_ctx *x)
     if (!writes) {
         if ((r = x_op_read(x, &dst, size, &a)))
             return r;
-        alu_binary(x->s, op, size, a, b);
+        x_alu_binary(x->s, op, size, a, b);
         return XR_OK;
     }
     if ((r = x_op_read_rmw(x, &dst, size, &a)))
         return r;
-    return x_op_write_rmw(x, &dst, size, a, alu_binary(x->s, op, size, a, b));
+    return x_op_write_rmw(x, &dst, size, a, x_alu_binary(x->s, op, size, a, b));
 }
 
 static int exec_unary(struct exec_ctx *x)
