@@ -92,6 +92,28 @@ static int raw_pwrite(int fd, uint64_t off, const void *buf, size_t len)
     return 0;
 }
 
+/* A range whose end off_t can hold. */
+static bool range_ok(uint64_t off, uint64_t len)
+{
+    return off <= INT64_MAX && len <= INT64_MAX - off;
+}
+
+/* The next piece of an unaligned transfer at OFF: at most BOUNCE_MAX bytes of its LEN, inside the aligned
+ * window [start, start+span). */
+struct bounce_window {
+    uint64_t start;
+    size_t piece, span;
+};
+
+static struct bounce_window bounce_window(uint64_t off, size_t len)
+{
+    const uint64_t a = BLOCK_FILE_DIRECT_ALIGN;
+    struct bounce_window w = {.start = off & ~(a - 1)};
+    w.piece = len < BOUNCE_MAX - (off - w.start) ? len : BOUNCE_MAX - (size_t)(off - w.start);
+    w.span = (size_t)(((off + w.piece + a - 1) & ~(a - 1)) - w.start);
+    return w;
+}
+
 /* One aligned window [start, start+span) around an unaligned piece of a transfer. */
 static void *bounce_alloc(size_t span)
 {
@@ -103,35 +125,32 @@ static void *bounce_alloc(size_t span)
 
 int block_file_pread(struct block_file *f, uint64_t off, void *buf, size_t len)
 {
-    if (off > INT64_MAX || len > INT64_MAX - off)
+    if (!range_ok(off, len))
         return -EINVAL;
     if (aligned(f, off, buf, len))
         return raw_pread(f->fd, off, buf, len);
-    const uint64_t a = BLOCK_FILE_DIRECT_ALIGN;
     uint8_t *out = buf;
     while (len) {
-        uint64_t start = off & ~(a - 1);
-        size_t piece = len < BOUNCE_MAX - (off - start) ? len : BOUNCE_MAX - (size_t)(off - start);
-        size_t span = (size_t)(((off + piece + a - 1) & ~(a - 1)) - start);
-        uint8_t *b = bounce_alloc(span);
+        struct bounce_window w = bounce_window(off, len);
+        uint8_t *b = bounce_alloc(w.span);
         if (!b)
             return -ENOMEM;
-        int r = raw_pread(f->fd, start, b, span);
+        int r = raw_pread(f->fd, w.start, b, w.span);
         if (r == 0)
-            memcpy(out, b + (off - start), piece);
+            memcpy(out, b + (off - w.start), w.piece);
         free(b);
         if (r < 0)
             return r;
-        out += piece;
-        off += piece;
-        len -= piece;
+        out += w.piece;
+        off += w.piece;
+        len -= w.piece;
     }
     return 0;
 }
 
 int block_file_pwrite(struct block_file *f, uint64_t off, const void *buf, size_t len)
 {
-    if (off > INT64_MAX || len > INT64_MAX - off)
+    if (!range_ok(off, len))
         return -EINVAL;
     if (aligned(f, off, buf, len))
         return raw_pwrite(f->fd, off, buf, len);
@@ -141,28 +160,26 @@ int block_file_pwrite(struct block_file *f, uint64_t off, const void *buf, size_
     if (flen < 0)
         return (int)flen;
     while (len) {
-        uint64_t start = off & ~(a - 1);
-        size_t piece = len < BOUNCE_MAX - (off - start) ? len : BOUNCE_MAX - (size_t)(off - start);
-        size_t span = (size_t)(((off + piece + a - 1) & ~(a - 1)) - start);
-        uint8_t *b = bounce_alloc(span);
+        struct bounce_window w = bounce_window(off, len);
+        uint8_t *b = bounce_alloc(w.span);
         if (!b)
             return -ENOMEM;
         /* read-modify-write only the partial head and tail blocks */
         int r = 0;
-        if (off != start)
-            r = raw_pread(f->fd, start, b, a);
-        if (r == 0 && (off + piece) % a && (span > a || off == start))
-            r = raw_pread(f->fd, start + span - a, b + span - a, a);
+        if (off != w.start)
+            r = raw_pread(f->fd, w.start, b, a);
+        if (r == 0 && (off + w.piece) % a && (w.span > a || off == w.start))
+            r = raw_pread(f->fd, w.start + w.span - a, b + w.span - a, a);
         if (r == 0) {
-            memcpy(b + (off - start), in, piece);
-            r = raw_pwrite(f->fd, start, b, span);
+            memcpy(b + (off - w.start), in, w.piece);
+            r = raw_pwrite(f->fd, w.start, b, w.span);
         }
         free(b);
         if (r < 0)
             return r;
-        in += piece;
-        off += piece;
-        len -= piece;
+        in += w.piece;
+        off += w.piece;
+        len -= w.piece;
     }
     /* the aligned tail may have grown the file past the real end of the data */
     uint64_t want = (uint64_t)flen > off ? (uint64_t)flen : off;
@@ -206,7 +223,7 @@ int block_file_truncate(struct block_file *f, uint64_t size)
 
 int block_file_punch_hole(struct block_file *f, uint64_t off, uint64_t len)
 {
-    if (off > INT64_MAX || len > INT64_MAX - off)
+    if (!range_ok(off, len))
         return -EINVAL;
     if (len == 0)
         return 0;
@@ -217,7 +234,7 @@ int block_file_punch_hole(struct block_file *f, uint64_t off, uint64_t len)
 
 int block_file_zero_range(struct block_file *f, uint64_t off, uint64_t len)
 {
-    if (off > INT64_MAX || len > INT64_MAX - off)
+    if (!range_ok(off, len))
         return -EINVAL;
     if (len == 0)
         return 0;

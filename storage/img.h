@@ -3,6 +3,7 @@
 #ifndef DESKVM_IMG_H
 #define DESKVM_IMG_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +21,33 @@ void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int img_fail(GError *err);
 /* Prints the usage line of the subcommand and a pointer to --help on stderr; returns 1. */
 int img_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The options that mean the same in every subcommand taking them (its getopt string and long options say
+ * which it takes), filled in by img_getopt. */
+struct img_opts {
+    const char *cmd;  /* the subcommand, for usage errors */
+    const char *fmt;  /* -f */
+    bool quiet;       /* -q */
+    bool progress;    /* -p */
+    bool force_share; /* -U, --force-share */
+    bool json;        /* --output=json (or human) */
+};
+
+/* getopt value of --output, which has no short form (convert's -O is the output format). */
+#define IMG_OPT_OUTPUT 0x100
+/* What img_getopt returns after it has printed a usage error. */
+#define IMG_OPT_ERROR (-2)
+#define IMG_LONGOPT_HELP {"help", no_argument, NULL, 'h'}
+#define IMG_LONGOPT_FORCE_SHARE {"force-share", no_argument, NULL, 'U'}
+#define IMG_LONGOPT_OUTPUT {"output", required_argument, NULL, IMG_OPT_OUTPUT}
+#define IMG_LONGOPT_END {NULL, 0, NULL, 0}
+
+/* getopt_long over ARGV (SHORTOPTS starts with ':'): takes the shared options into O and returns the next
+ * subcommand-specific one, -1 at the end, or IMG_OPT_ERROR after printing what was wrong. */
+int img_getopt(struct img_opts *o, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+/* The single file name after the options, or NULL after a usage error. */
+const char *img_one_filename(const struct img_opts *o, int argc, char **argv);
 
 /* qemu size syntax: a number (fractions allowed) with an optional suffix b/k/M/G/T/P/E (powers of 1024). */
 bool img_parse_size(const char *s, uint64_t *out);

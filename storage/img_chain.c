@@ -82,17 +82,14 @@ static int commit_copy(struct block_image *chain, struct block_image *base, unsi
 
 int img_cmd_commit(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const char *fmt = NULL, *base = NULL;
-    bool keep = false, progress = false, quiet = false;
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "commit"};
+    const char *base = NULL;
+    bool keep = false;
     unsigned cache = 0;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:t:b:r:dpqh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":f:t:b:r:dpqh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
         case 't':
             if (!img_cache_flags(optarg, &cache))
                 return img_usage_error("commit", "Invalid cache option: %s", optarg);
@@ -106,35 +103,27 @@ int img_cmd_commit(int argc, char **argv)
         case 'd':
             keep = true;
             break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case ':':
-            return img_usage_error("commit", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("commit", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
-    if (optind != argc - 1)
-        return img_usage_error("commit", "Expecting one image file name");
-    const char *path = argv[optind];
+    const char *path = img_one_filename(&o, argc, argv);
+    if (!path)
+        return 1;
     char *base_path = NULL, *base_fmt = NULL;
     unsigned depth = 0;
-    if (!find_base(path, fmt, base, &base_path, &base_fmt, &depth))
+    if (!find_base(path, o.fmt, base, &base_path, &base_fmt, &depth))
         return 1;
     /* The base opens for writing (its writer lock keeps others out); the chain is then read without
      * locks, which would otherwise clash with it. Only ranges above the base are read from the chain. */
     int ret = 1;
     GError *err = NULL;
     struct block_image *b = img_open(base_path, base_fmt, cache);
-    struct block_image *top_w = b && !keep ? img_open(path, fmt, BLOCK_OPEN_NO_BACKING | cache) : NULL;
+    struct block_image *top_w = b && !keep ? img_open(path, o.fmt, BLOCK_OPEN_NO_BACKING | cache) : NULL;
     struct block_image *chain =
-        b && (keep || top_w) ? img_open(path, fmt, BLOCK_OPEN_READ_ONLY | BLOCK_OPEN_NO_LOCK) : NULL;
+        b && (keep || top_w) ? img_open(path, o.fmt, BLOCK_OPEN_READ_ONLY | BLOCK_OPEN_NO_LOCK) : NULL;
     if (chain) {
-        if (commit_copy(chain, b, depth, progress && !quiet, &err) < 0)
+        if (commit_copy(chain, b, depth, o.progress && !o.quiet, &err) < 0)
             img_fail(err);
         else
             ret = 0;
@@ -146,7 +135,7 @@ int img_cmd_commit(int argc, char **argv)
         ret = img_fail(err);
     if (top_w && block_close(top_w, &err) < 0 && ret == 0)
         ret = img_fail(err);
-    if (ret == 0 && !quiet)
+    if (ret == 0 && !o.quiet)
         printf("Image committed.\n");
     g_free(base_path);
     g_free(base_fmt);
@@ -225,18 +214,14 @@ static int rebase_safe(struct block_image *img, struct block_image *nb, bool pro
 
 int img_cmd_rebase(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, {"force-share", no_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
-    const char *fmt = NULL, *backing = NULL, *bfmt = NULL;
-    bool unsafe = false, progress = false, quiet = false;
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_FORCE_SHARE, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "rebase"};
+    const char *backing = NULL, *bfmt = NULL;
+    bool unsafe = false;
     unsigned cache = 0, src_cache = BLOCK_OPEN_READ_ONLY;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:b:F:t:T:upqUh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":f:b:F:t:T:upqUh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
         case 'b':
             backing = optarg;
             break;
@@ -254,33 +239,24 @@ int img_cmd_rebase(int argc, char **argv)
         case 'u':
             unsafe = true;
             break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'U':
-            src_cache |= BLOCK_OPEN_NO_LOCK;
-            break;
-        case ':':
-            return img_usage_error("rebase", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("rebase", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
-    if (optind != argc - 1)
-        return img_usage_error("rebase", "Expecting one image file name");
+    const char *path = img_one_filename(&o, argc, argv);
+    if (!path)
+        return 1;
     if (!backing)
         return img_usage_error("rebase", "Must specify backing file (-b); -b \"\" removes it");
-    const char *path = argv[optind];
+    if (o.force_share)
+        src_cache |= BLOCK_OPEN_NO_LOCK;
     if (!*backing)
         backing = NULL, bfmt = NULL;
     if (bfmt && !block_find_driver(bfmt)) {
         img_error("Invalid format name: '%s'", bfmt);
         return 1;
     }
-    struct block_image *img = img_open(path, fmt, cache | (unsafe ? BLOCK_OPEN_NO_BACKING : 0));
+    struct block_image *img = img_open(path, o.fmt, cache | (unsafe ? BLOCK_OPEN_NO_BACKING : 0));
     if (!img)
         return 1;
     struct block_image *nb = NULL;
@@ -310,7 +286,7 @@ int img_cmd_rebase(int argc, char **argv)
         }
         g_free(full);
     }
-    if (ret == 0 && !unsafe && rebase_safe(img, nb, progress && !quiet, &err) < 0)
+    if (ret == 0 && !unsafe && rebase_safe(img, nb, o.progress && !o.quiet, &err) < 0)
         ret = img_fail(err);
     block_close(nb, NULL);
     if (ret == 0 && block_change_backing(img, backing, bfmt ? bfmt : probed, &err) < 0)

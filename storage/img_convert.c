@@ -136,20 +136,16 @@ static int convert_usage(const char *msg)
 
 int img_cmd_convert(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, {"force-share", no_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
-    const char *fmt = NULL, *out_fmt = NULL, *backing = NULL, *bfmt = NULL;
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_FORCE_SHARE, IMG_LONGOPT_END};
+    struct img_opts opts = {.cmd = "convert"};
+    const char *out_fmt = NULL, *backing = NULL, *bfmt = NULL;
     struct block_create_options o = {0};
     uint64_t opt_size = 0, sparse = 4096;
-    bool size_set = false, progress = false, quiet = false, no_create = false, compress = false;
+    bool size_set = false, no_create = false, compress = false;
     unsigned src_flags = BLOCK_OPEN_READ_ONLY, dst_flags = BLOCK_OPEN_CACHE_UNSAFE;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:O:B:F:o:S:t:T:m:l:cpqnUWCh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&opts, argc, argv, ":f:O:B:F:o:S:t:T:m:l:cpqnUWCh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
         case 'O':
             out_fmt = optarg;
             break;
@@ -189,24 +185,15 @@ int img_cmd_convert(int argc, char **argv)
         case 'c':
             compress = true;
             break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
         case 'n':
             no_create = true;
             break;
-        case 'U':
-            src_flags |= BLOCK_OPEN_NO_LOCK;
-            break;
-        case ':':
-            return img_usage_error("convert", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
+    if (opts.force_share)
+        src_flags |= BLOCK_OPEN_NO_LOCK;
     if (argc - optind < 2)
         return convert_usage("Must specify image file name");
     int n_src = argc - optind - 1;
@@ -239,7 +226,7 @@ int img_cmd_convert(int argc, char **argv)
     int ret = 1;
     GError *err = NULL;
     for (int i = 0; i < n_src; i++) {
-        cv.src[i] = img_open(argv[optind + i], fmt, src_flags);
+        cv.src[i] = img_open(argv[optind + i], opts.fmt, src_flags);
         if (!cv.src[i])
             goto out;
         cv.src_len[i] = block_get_length(cv.src[i]);
@@ -275,7 +262,7 @@ int img_cmd_convert(int argc, char **argv)
     cv.buf = g_malloc(IMG_CHUNK);
     cv.kind = g_malloc(IMG_CHUNK / SECTOR + 1);
     struct img_progress pr;
-    img_progress_start(&pr, progress && !quiet);
+    img_progress_start(&pr, opts.progress && !opts.quiet);
     for (uint64_t off = 0; off < cv.total; off += IMG_CHUNK) {
         if (copy_window(&cv, off, MIN((uint64_t)IMG_CHUNK, cv.total - off), &err) < 0) {
             img_progress_end(&pr);
@@ -361,18 +348,14 @@ static int check_tail(struct block_image *img, uint64_t from, uint8_t *buf, bool
 
 int img_cmd_compare(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, {"force-share", no_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
-    const char *fmt1 = NULL, *fmt2 = NULL;
-    bool strict = false, progress = false, quiet = false;
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_FORCE_SHARE, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "compare"};
+    const char *fmt2 = NULL;
+    bool strict = false;
     unsigned flags = BLOCK_OPEN_READ_ONLY;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:F:T:spqUh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":f:F:T:spqUh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt1 = optarg;
-            break;
         case 'F':
             fmt2 = optarg;
             break;
@@ -385,30 +368,19 @@ int img_cmd_compare(int argc, char **argv)
         case 's':
             strict = true;
             break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'U':
-            flags |= BLOCK_OPEN_NO_LOCK;
-            break;
-        case ':':
-            img_usage_error("compare", "option '-%c' needs an argument", optopt);
-            return 2;
         default:
-            img_usage_error("compare", "unknown option '%s'", argv[optind - 1]);
             return 2;
         }
     }
+    if (o.force_share)
+        flags |= BLOCK_OPEN_NO_LOCK;
     if (argc - optind != 2) {
         img_usage_error("compare", "Expecting two image file names");
         return 2;
     }
     if (!fmt2)
-        fmt2 = fmt1;
-    struct block_image *a = img_open(argv[optind], fmt1, flags);
+        fmt2 = o.fmt;
+    struct block_image *a = img_open(argv[optind], o.fmt, flags);
     struct block_image *b = a ? img_open(argv[optind + 1], fmt2, flags) : NULL;
     if (!b) {
         block_close(a, NULL);
@@ -418,13 +390,13 @@ int img_cmd_compare(int argc, char **argv)
     uint8_t *ba = g_malloc(IMG_CHUNK), *bb = g_malloc(IMG_CHUNK);
     int ret = 0;
     struct img_progress pr;
-    img_progress_start(&pr, progress && !quiet);
+    img_progress_start(&pr, o.progress && !o.quiet);
     if (la != lb) {
         if (strict) {
-            if (!quiet)
+            if (!o.quiet)
                 printf("Strict mode: Image size mismatch!\n");
             ret = 1;
-        } else if (!quiet) {
+        } else if (!o.quiet) {
             printf("Warning: Image size mismatch!\n");
         }
     }
@@ -439,7 +411,7 @@ int img_cmd_compare(int argc, char **argv)
         }
         n = MIN(sa.length, sb.length);
         if (strict && (sa.flags & STATUS_BITS) != (sb.flags & STATUS_BITS)) {
-            if (!quiet)
+            if (!o.quiet)
                 printf("Strict mode: Offset %" PRIu64 " block status mismatch!\n", off);
             ret = 1;
             break;
@@ -453,7 +425,7 @@ int img_cmd_compare(int argc, char **argv)
         }
         int64_t at = ra || rb ? first_diff(ba, bb, n) : -1;
         if (at >= 0) {
-            if (!quiet)
+            if (!o.quiet)
                 printf("Content mismatch at offset %" PRIu64 "!\n", off + (uint64_t)at);
             ret = 1;
             break;
@@ -462,9 +434,9 @@ int img_cmd_compare(int argc, char **argv)
         img_progress_update(&pr, off, MAX(la, lb));
     }
     if (ret == 0 && la != lb)
-        ret = check_tail(la > lb ? a : b, common, ba, quiet);
+        ret = check_tail(la > lb ? a : b, common, ba, o.quiet);
     img_progress_end(&pr);
-    if (ret == 0 && !quiet)
+    if (ret == 0 && !o.quiet)
         printf("Images are identical.\n");
     g_free(ba);
     g_free(bb);

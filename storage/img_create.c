@@ -25,18 +25,15 @@ static bool backing_size(const char *path, const char *backing, const char *fmt,
 
 int img_cmd_create(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    struct block_create_options o = {.format = "raw"};
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_END};
+    struct img_opts opts = {.cmd = "create", .fmt = "raw"};
+    struct block_create_options o = {0};
     const char *backing = NULL, *bfmt = NULL;
-    bool quiet = false, size_set = false;
+    bool size_set = false;
     uint64_t size = 0;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:b:F:uo:qh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&opts, argc, argv, ":f:b:F:uo:qh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            o.format = optarg;
-            break;
         case 'b':
             backing = optarg;
             break;
@@ -50,15 +47,11 @@ int img_cmd_create(int argc, char **argv)
             if (!img_parse_create_options("create", optarg, &o, &size, &size_set))
                 return 1;
             break;
-        case 'q':
-            quiet = true;
-            break;
-        case ':':
-            return img_usage_error("create", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("create", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
+    o.format = opts.fmt;
     if (optind >= argc)
         return img_usage_error("create", "Expecting image file name");
     const char *path = argv[optind++];
@@ -102,7 +95,7 @@ int img_cmd_create(int argc, char **argv)
             return 1;
     }
     o.size = size;
-    if (!quiet)
+    if (!opts.quiet)
         img_print_formatting(path, &o);
     o.size = (size + 511) & ~(uint64_t)511; /* like qemu-img: whole sectors */
     GError *err = NULL;
@@ -113,26 +106,19 @@ int img_cmd_create(int argc, char **argv)
 
 int img_cmd_resize(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+    static const struct option longopts[] = {IMG_LONGOPT_HELP,
                                              {"shrink", no_argument, NULL, 's'},
                                              {"preallocation", required_argument, NULL, 'P'},
-                                             {NULL, 0, NULL, 0}};
+                                             IMG_LONGOPT_END};
     if (argc < 3)
         return img_usage_error("resize", "Expecting image file name and size");
     /* the size comes last and may start with '-': take it before getopt sees it as an option */
     const char *size_arg = argv[--argc];
-    const char *fmt = NULL;
-    bool quiet = false, shrink = false;
+    struct img_opts o = {.cmd = "resize"};
+    bool shrink = false;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:qh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":f:qh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'q':
-            quiet = true;
-            break;
         case 's':
             shrink = true;
             break;
@@ -142,22 +128,20 @@ int img_cmd_resize(int argc, char **argv)
                 return 1;
             }
             break;
-        case ':':
-            return img_usage_error("resize", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("resize", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
-    if (optind != argc - 1)
-        return img_usage_error("resize", "Expecting one image file name");
-    const char *path = argv[optind];
+    const char *path = img_one_filename(&o, argc, argv);
+    if (!path)
+        return 1;
     int sign = size_arg[0] == '+' ? 1 : size_arg[0] == '-' ? -1 : 0;
     uint64_t n;
     if (!img_parse_size(size_arg + (sign != 0), &n)) {
         img_error("Invalid image size specified: '%s'", size_arg);
         return 1;
     }
-    struct block_image *img = img_open(path, fmt, 0);
+    struct block_image *img = img_open(path, o.fmt, 0);
     if (!img)
         return 1;
     uint64_t cur = block_get_length(img), want;
@@ -186,20 +170,19 @@ int img_cmd_resize(int argc, char **argv)
     }
     if (img_close(img))
         ret = 1;
-    if (ret == 0 && !quiet)
+    if (ret == 0 && !o.quiet)
         printf("Image resized.\n");
     return ret;
 }
 
 int img_cmd_snapshot(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "snapshot"};
     char action = 0;
     const char *name = NULL;
-    bool quiet = false, force_share = false;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":la:c:d:qUh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":la:c:d:qUh", longopts)) != -1) {
         switch (c) {
         case 'l':
         case 'a':
@@ -210,30 +193,22 @@ int img_cmd_snapshot(int argc, char **argv)
             action = (char)c;
             name = optarg;
             break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case ':':
-            return img_usage_error("snapshot", "option '-%c' needs an argument", optopt);
         default:
-            return img_usage_error("snapshot", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
-    if (optind != argc - 1)
-        return img_usage_error("snapshot", "Expecting one image file name");
-    const char *path = argv[optind];
+    const char *path = img_one_filename(&o, argc, argv);
+    if (!path)
+        return 1;
     if (!action)
         action = 'l';
-    if (force_share && action != 'l') {
+    if (o.force_share && action != 'l') {
         img_error("%s: force-share (-U) is only valid for listing snapshots (-l)", path);
         return 1;
     }
     unsigned flags = BLOCK_OPEN_NO_BACKING;
     if (action == 'l')
-        flags |= BLOCK_OPEN_READ_ONLY | (force_share ? BLOCK_OPEN_NO_LOCK : 0);
+        flags |= BLOCK_OPEN_READ_ONLY | (o.force_share ? BLOCK_OPEN_NO_LOCK : 0);
     struct block_image *img = img_open(path, NULL, flags);
     if (!img)
         return 1;
@@ -260,7 +235,6 @@ int img_cmd_snapshot(int argc, char **argv)
         r = block_snapshot_delete(img, name, &err);
         break;
     }
-    (void)quiet;
     int ret = r < 0 ? img_fail(err) : 0;
     if (img_close(img))
         ret = 1;

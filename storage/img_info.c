@@ -213,45 +213,27 @@ static const char *strip_file_prefix(const char *name)
 
 int img_cmd_info(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"output", required_argument, NULL, 'O'},
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_OUTPUT,
                                              {"backing-chain", no_argument, NULL, 'B'},
-                                             {"force-share", no_argument, NULL, 'U'},
-                                             {NULL, 0, NULL, 0}};
-    const char *fmt = NULL;
-    bool json = false, chain = false, force_share = false;
+                                             IMG_LONGOPT_FORCE_SHARE, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "info"};
+    bool chain = false;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'O':
-            if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-                return img_usage_error("info", "--output must be used with human or json as argument.");
-            json = !strcmp(optarg, "json");
-            break;
-        case 'B':
-            chain = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case ':':
-            return img_usage_error("info", "option '%s' needs an argument", argv[optind - 1]);
-        default:
-            return img_usage_error("info", "unknown option '%s'", argv[optind - 1]);
-        }
+    while ((c = img_getopt(&o, argc, argv, ":f:Uh", longopts)) != -1) {
+        if (c != 'B')
+            return 1;
+        chain = true;
     }
-    if (optind != argc - 1)
-        return img_usage_error("info", "Expecting one image file name");
-    unsigned flags = BLOCK_OPEN_READ_ONLY | BLOCK_OPEN_NO_BACKING | (force_share ? BLOCK_OPEN_NO_LOCK : 0);
+    const char *top = img_one_filename(&o, argc, argv);
+    if (!top)
+        return 1;
+    bool json = o.json;
+    unsigned flags = BLOCK_OPEN_READ_ONLY | BLOCK_OPEN_NO_BACKING | (o.force_share ? BLOCK_OPEN_NO_LOCK : 0);
     struct json_out j = {.s = g_string_new(NULL)};
     if (json && chain)
         json_open(&j, NULL, '[');
-    char *path = g_strdup(argv[optind]);
-    char *next_fmt = g_strdup(fmt);
+    char *path = g_strdup(top);
+    char *next_fmt = g_strdup(o.fmt);
     GArray *seen = g_array_new(FALSE, FALSE, sizeof(struct stat));
     int ret = 0;
     for (unsigned depth = 0; path; depth++) {
@@ -259,13 +241,13 @@ int img_cmd_info(int argc, char **argv)
         bool loop = false;
         if (stat(path, &st) == 0) {
             for (guint k = 0; k < seen->len; k++) {
-                struct stat *o = &g_array_index(seen, struct stat, k);
-                loop |= o->st_dev == st.st_dev && o->st_ino == st.st_ino;
+                struct stat *prev = &g_array_index(seen, struct stat, k);
+                loop |= prev->st_dev == st.st_dev && prev->st_ino == st.st_ino;
             }
             g_array_append_val(seen, st);
         }
         if (loop || depth > BLOCK_MAX_BACKING_DEPTH) {
-            img_error("%s: Backing file '%s' creates an infinite loop.", argv[optind], path);
+            img_error("%s: Backing file '%s' creates an infinite loop.", top, path);
             ret = 1;
             break;
         }
@@ -373,26 +355,13 @@ static void check_json(const struct block_check_result *r, const char *path, con
 
 int img_cmd_check(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"output", required_argument, NULL, 'O'},
-                                             {"force-share", no_argument, NULL, 'U'},
-                                             {"repair", required_argument, NULL, 'r'},
-                                             {NULL, 0, NULL, 0}};
-    const char *fmt = NULL;
-    bool json = false, quiet = false;
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_OUTPUT, IMG_LONGOPT_FORCE_SHARE,
+                                             {"repair", required_argument, NULL, 'r'}, IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "check"};
     unsigned fix = 0, flags = BLOCK_OPEN_READ_ONLY | BLOCK_OPEN_NO_BACKING;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:r:T:qUh", longopts, NULL)) != -1) {
+    while ((c = img_getopt(&o, argc, argv, ":f:r:T:qUh", longopts)) != -1) {
         switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'O':
-            if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-                return img_usage_error("check", "--output must be used with human or json as argument.");
-            json = !strcmp(optarg, "json");
-            break;
         case 'r':
             if (!strcmp(optarg, "leaks"))
                 fix = BLOCK_CHECK_FIX_LEAKS;
@@ -406,28 +375,23 @@ int img_cmd_check(int argc, char **argv)
             if (!img_cache_flags(optarg, &flags))
                 return img_usage_error("check", "Invalid source cache option: %s", optarg);
             break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'U':
-            flags |= BLOCK_OPEN_NO_LOCK;
-            break;
-        case ':':
-            return img_usage_error("check", "option '%s' needs an argument", argv[optind - 1]);
         default:
-            return img_usage_error("check", "unknown option '%s'", argv[optind - 1]);
+            return 1;
         }
     }
-    if (optind != argc - 1)
-        return img_usage_error("check", "Expecting one image file name");
-    const char *path = argv[optind];
+    const char *path = img_one_filename(&o, argc, argv);
+    if (!path)
+        return 1;
+    bool json = o.json, quiet = o.quiet;
+    if (o.force_share)
+        flags |= BLOCK_OPEN_NO_LOCK;
     if (fix && (flags & BLOCK_OPEN_NO_LOCK)) {
         img_error("%s: force-share (-U) cannot be used with repairs (-r)", path);
         return 1;
     }
     if (fix)
         flags = (flags & ~(unsigned)BLOCK_OPEN_READ_ONLY) | BLOCK_OPEN_REPAIR;
-    struct block_image *img = img_open(path, fmt, flags);
+    struct block_image *img = img_open(path, o.fmt, flags);
     if (!img)
         return 1;
     if (!img->drv->check) {
@@ -562,37 +526,17 @@ static bool map_print(const struct map_entry *e, bool json, bool first)
 
 int img_cmd_map(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"output", required_argument, NULL, 'O'},
-                                             {"force-share", no_argument, NULL, 'U'},
-                                             {NULL, 0, NULL, 0}};
-    const char *fmt = NULL;
-    bool json = false;
-    unsigned flags = BLOCK_OPEN_READ_ONLY;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'O':
-            if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-                return img_usage_error("map", "--output must be used with human or json as argument.");
-            json = !strcmp(optarg, "json");
-            break;
-        case 'U':
-            flags |= BLOCK_OPEN_NO_LOCK;
-            break;
-        case ':':
-            return img_usage_error("map", "option '%s' needs an argument", argv[optind - 1]);
-        default:
-            return img_usage_error("map", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1)
-        return img_usage_error("map", "Expecting one image file name");
-    struct block_image *img = img_open(argv[optind], fmt, flags);
+    static const struct option longopts[] = {IMG_LONGOPT_HELP, IMG_LONGOPT_OUTPUT, IMG_LONGOPT_FORCE_SHARE,
+                                             IMG_LONGOPT_END};
+    struct img_opts o = {.cmd = "map"};
+    /* map takes nothing but shared options: anything else img_getopt returns is its error */
+    const char *path = img_getopt(&o, argc, argv, ":f:Uh", longopts) == -1 ? img_one_filename(&o, argc, argv)
+                                                                              : NULL;
+    if (!path)
+        return 1;
+    bool json = o.json;
+    unsigned flags = BLOCK_OPEN_READ_ONLY | (o.force_share ? BLOCK_OPEN_NO_LOCK : 0);
+    struct block_image *img = img_open(path, o.fmt, flags);
     if (!img)
         return 1;
     uint64_t size = block_get_length(img), off = 0;

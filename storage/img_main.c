@@ -67,13 +67,18 @@ static const struct img_command *find_command(const char *name)
     return NULL;
 }
 
+static void verror(const char *fmt, va_list ap)
+{
+    fputs("deskvm-img: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void img_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("deskvm-img: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    verror(fmt, ap);
     va_end(ap);
 }
 
@@ -88,15 +93,65 @@ int img_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("deskvm-img: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    verror(fmt, ap);
     va_end(ap);
     const struct img_command *c = find_command(cmd);
     if (c)
         fprintf(stderr, "usage: deskvm-img %s\nTry 'deskvm-img %s --help' for more information.\n", c->usage,
                 cmd);
     return 1;
+}
+
+int img_getopt(struct img_opts *o, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+        switch (c) {
+        case 'f':
+            o->fmt = optarg;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'p':
+            o->progress = true;
+            break;
+        case 'U':
+            o->force_share = true;
+            break;
+        case IMG_OPT_OUTPUT:
+            if (strcmp(optarg, "json") && strcmp(optarg, "human")) {
+                img_usage_error(o->cmd, "--output must be used with human or json as argument.");
+                return IMG_OPT_ERROR;
+            }
+            o->json = !strcmp(optarg, "json");
+            break;
+        case ':':
+            /* a long option as typed; a short one alone, even when given in a bundle like -qf */
+            if (!strncmp(argv[optind - 1], "--", 2))
+                img_usage_error(o->cmd, "option '%s' needs an argument", argv[optind - 1]);
+            else
+                img_usage_error(o->cmd, "option '-%c' needs an argument", optopt);
+            return IMG_OPT_ERROR;
+        case 'h': /* main answers -h and --help before dispatching: here it is as unknown as before */
+        case '?':
+            img_usage_error(o->cmd, "unknown option '%s'", argv[optind - 1]);
+            return IMG_OPT_ERROR;
+        default:
+            return c;
+        }
+    }
+}
+
+const char *img_one_filename(const struct img_opts *o, int argc, char **argv)
+{
+    if (optind != argc - 1) {
+        img_usage_error(o->cmd, "Expecting one image file name");
+        return NULL;
+    }
+    return argv[optind];
 }
 
 bool img_parse_size(const char *s, uint64_t *out)

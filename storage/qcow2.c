@@ -55,6 +55,24 @@ int qcow2_read_file(struct qcow2_state *s, uint64_t off, void *buf, size_t len, 
     return 0;
 }
 
+int qcow2_read_table(struct qcow2_state *s, uint64_t off, uint32_t n, const char *what, uint64_t **out,
+                     GError **errp)
+{
+    uint64_t *t = g_try_new0(uint64_t, MAX(n, 1u));
+    *out = NULL;
+    if (!t)
+        return block_set_error(errp, s->img, -ENOMEM, "cannot allocate %s", what);
+    int r = qcow2_read_file(s, off, t, (size_t)n * 8, errp);
+    if (r < 0) {
+        g_free(t);
+        return r;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        t[i] = qcow2_be64(&t[i]);
+    *out = t;
+    return 0;
+}
+
 static int file_write(struct qcow2_state *s, uint64_t off, const void *buf, size_t len, GError **errp)
 {
     int r = block_file_pwrite(&s->img->file, off, buf, len);
@@ -151,14 +169,9 @@ static void state_free(struct qcow2_state *s)
 static int load_l1(struct qcow2_state *s, GError **errp)
 {
     s->l1_size = s->h.l1_size;
-    s->l1 = g_try_new0(uint64_t, MAX(s->l1_size, 1u));
-    if (!s->l1)
-        return block_set_error(errp, s->img, -ENOMEM, "cannot allocate the L1 table");
-    int r = qcow2_read_file(s, s->h.l1_table_offset, s->l1, (size_t)s->l1_size * 8, errp);
+    int r = qcow2_read_table(s, s->h.l1_table_offset, s->l1_size, "the L1 table", &s->l1, errp);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; i < s->l1_size; i++)
-        s->l1[i] = qcow2_be64(&s->l1[i]);
     s->l1_dirty_lo = UINT32_MAX;
     s->l1_dirty_hi = 0;
     return 0;
@@ -172,10 +185,7 @@ static int open_for_writing(struct qcow2_state *s, GError **errp)
     if (s->corrupt)
         return 0; /* opened for repair: only block_check writes */
     if (s->h.autoclear) {
-        uint8_t b[8] = {0};
-        r = qcow2_header_update(s, QCOW2_HDR_AUTOCLEAR, b, 8, errp);
-        if (r == 0)
-            r = qcow2_sync(s, errp);
+        r = qcow2_header_commit64(s, QCOW2_HDR_AUTOCLEAR, 0, errp);
         if (r < 0)
             return r;
         s->h.autoclear = 0;
@@ -576,11 +586,7 @@ static int qcow2_truncate(struct block_image *img, uint64_t size, bool shrink, G
         r = qcow2_flush_metadata(s, errp);
     if (r < 0)
         return r;
-    uint8_t b[8];
-    qcow2_put64(b, size);
-    r = qcow2_header_update(s, QCOW2_HDR_SIZE, b, 8, errp);
-    if (r == 0)
-        r = qcow2_sync(s, errp);
+    r = qcow2_header_commit64(s, QCOW2_HDR_SIZE, size, errp);
     if (r == 0)
         s->h.size = size;
     return r;

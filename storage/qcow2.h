@@ -214,12 +214,21 @@ int qcow2_signal_corruption(struct qcow2_state *s, GError **errp, const char *fm
 int qcow2_write_meta(struct qcow2_state *s, uint64_t off, const void *buf, size_t len, GError **errp);
 int qcow2_write_data(struct qcow2_state *s, uint64_t off, const void *buf, size_t len, GError **errp);
 int qcow2_read_file(struct qcow2_state *s, uint64_t off, void *buf, size_t len, GError **errp);
+/* Reads the table of N big-endian 64-bit entries at OFF into *OUT (host order, g_free it; NULL on
+ * failure). WHAT names it in the allocation error ("the L1 table"). Returns 0 or -errno. */
+int qcow2_read_table(struct qcow2_state *s, uint64_t off, uint32_t n, const char *what, uint64_t **out,
+                     GError **errp);
 int qcow2_sync(struct qcow2_state *s, GError **errp);
 
 /* qcow2_header.c */
 int qcow2_header_load(struct qcow2_state *s, const struct block_options *opts, GError **errp);
 int qcow2_header_update(struct qcow2_state *s, unsigned field_off, const void *bytes, size_t len,
                         GError **errp);
+/* qcow2_header_update, then sync: a header field is what makes a metadata change take effect. */
+int qcow2_header_commit(struct qcow2_state *s, unsigned field_off, const void *bytes, size_t len,
+                        GError **errp);
+/* qcow2_header_commit of one 64-bit field. */
+int qcow2_header_commit64(struct qcow2_state *s, unsigned field_off, uint64_t v, GError **errp);
 int qcow2_set_incompat(struct qcow2_state *s, uint64_t bits, bool set, GError **errp);
 int qcow2_create(const char *path, const struct block_create_options *o, GError **errp);
 const char *qcow2_feature_name(struct qcow2_state *s, int type, int bit);

@@ -157,18 +157,6 @@ static void walk_l1(struct walk *w, const uint64_t *l1, uint32_t n, bool active)
     }
 }
 
-static uint64_t *read_table(struct qcow2_state *s, uint64_t off, uint32_t n)
-{
-    uint64_t *t = g_try_new0(uint64_t, MAX(n, 1u));
-    if (!t || block_file_pread(&s->img->file, off, t, (size_t)n * 8) < 0) {
-        g_free(t);
-        return NULL;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        t[i] = qcow2_be64(&t[i]);
-    return t;
-}
-
 /* Counts references. WITH_REFCOUNT_META: also the refcount table and blocks (not when rebuilding them). */
 static void count_refs(struct walk *w, bool with_refcount_meta)
 {
@@ -179,8 +167,8 @@ static void count_refs(struct walk *w, bool with_refcount_meta)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         inc(w, sn->l1_offset, (uint64_t)sn->l1_size * 8, "snapshot L1 table");
-        uint64_t *l1 = read_table(s, sn->l1_offset, sn->l1_size);
-        if (!l1) {
+        uint64_t *l1;
+        if (qcow2_read_table(s, sn->l1_offset, sn->l1_size, "a snapshot L1 table", &l1, NULL) < 0) {
             say(w, "ERROR cannot read the L1 table of snapshot %s", sn->id);
             w->res->check_errors++;
             continue;

@@ -83,6 +83,18 @@ int qcow2_l2_entry_check(struct qcow2_state *s, uint64_t l2e, GError **errp)
     return 0;
 }
 
+/* Entry IDX of the L2 table at L2_OFF, read through the cache (the table is not left pinned). */
+static int read_l2_slot(struct qcow2_state *s, uint64_t l2_off, uint64_t idx, uint64_t *entry, GError **errp)
+{
+    uint8_t *t;
+    int r = qcow2_cache_get(s, &s->l2_cache, l2_off, &t, errp);
+    if (r < 0)
+        return r;
+    *entry = qcow2_be64(t + 8 * (size_t)idx);
+    qcow2_cache_put(&s->l2_cache, t);
+    return 0;
+}
+
 int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t gc, uint64_t *entry, GError **errp)
 {
     *entry = 0;
@@ -93,13 +105,8 @@ int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t gc, uint64_t *entry, GErr
     int r = qcow2_l1_entry_check(s, s->l1[l1i], &l2_off, errp);
     if (r < 0 || !l2_off)
         return r;
-    uint8_t *t;
-    r = qcow2_cache_get(s, &s->l2_cache, l2_off, &t, errp);
-    if (r < 0)
-        return r;
-    *entry = qcow2_be64(t + 8 * (gc & (s->l2_entries - 1)));
-    qcow2_cache_put(&s->l2_cache, t);
-    return qcow2_l2_entry_check(s, *entry, errp);
+    r = read_l2_slot(s, l2_off, gc & (s->l2_entries - 1), entry, errp);
+    return r < 0 ? r : qcow2_l2_entry_check(s, *entry, errp);
 }
 
 static void l1_mark(struct qcow2_state *s, uint32_t i)
@@ -194,9 +201,7 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_entries, GError **errp)
     uint8_t hdr[12];
     qcow2_put32(hdr, (uint32_t)n);
     qcow2_put64(hdr + 4, off);
-    r = qcow2_header_update(s, QCOW2_HDR_L1, hdr, sizeof(hdr), errp);
-    if (r == 0)
-        r = qcow2_sync(s, errp);
+    r = qcow2_header_commit(s, QCOW2_HDR_L1, hdr, sizeof(hdr), errp);
     if (r < 0) {
         g_free(nl1);
         s->broken = true;
@@ -249,13 +254,10 @@ int qcow2_tree_refcount(struct qcow2_state *s, const uint64_t *l1, uint32_t l1_s
         if (!l2_off)
             continue;
         for (uint32_t j = 0; j < s->l2_entries; j++) {
-            uint8_t *t;
-            r = qcow2_cache_get(s, &s->l2_cache, l2_off, &t, errp);
-            if (r < 0)
-                return r;
-            uint64_t e = qcow2_be64(t + 8 * (size_t)j);
-            qcow2_cache_put(&s->l2_cache, t);
-            r = qcow2_l2_entry_check(s, e, errp);
+            uint64_t e;
+            r = read_l2_slot(s, l2_off, j, &e, errp);
+            if (r == 0)
+                r = qcow2_l2_entry_check(s, e, errp);
             if (r == 0)
                 r = entry_refcount(s, e, delta, errp);
             if (r < 0)
@@ -289,12 +291,10 @@ int qcow2_fix_copied_flags(struct qcow2_state *s, bool fix, int64_t *mismatches,
             }
         }
         for (uint32_t j = 0; j < s->l2_entries; j++) {
-            uint8_t *t;
-            r = qcow2_cache_get(s, &s->l2_cache, l2_off, &t, errp);
+            uint64_t e;
+            r = read_l2_slot(s, l2_off, j, &e, errp);
             if (r < 0)
                 return r;
-            uint64_t e = qcow2_be64(t + 8 * (size_t)j);
-            qcow2_cache_put(&s->l2_cache, t);
             enum qcow2_cluster_type ty = qcow2_cluster_type(s, e);
             if (ty != QCOW2_CLUSTER_NORMAL && ty != QCOW2_CLUSTER_ZERO_ALLOC)
                 continue;
@@ -307,6 +307,7 @@ int qcow2_fix_copied_flags(struct qcow2_state *s, bool fix, int64_t *mismatches,
                 (*mismatches)++;
             if (!fix)
                 continue;
+            uint8_t *t;
             r = qcow2_cache_get(s, &s->l2_cache, l2_off, &t, errp);
             if (r < 0)
                 return r;

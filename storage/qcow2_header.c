@@ -309,6 +309,20 @@ int qcow2_header_update(struct qcow2_state *s, unsigned field_off, const void *b
     return 0;
 }
 
+int qcow2_header_commit(struct qcow2_state *s, unsigned field_off, const void *bytes, size_t len,
+                        GError **errp)
+{
+    int r = qcow2_header_update(s, field_off, bytes, len, errp);
+    return r < 0 ? r : qcow2_sync(s, errp);
+}
+
+int qcow2_header_commit64(struct qcow2_state *s, unsigned field_off, uint64_t v, GError **errp)
+{
+    uint8_t b[8];
+    qcow2_put64(b, v);
+    return qcow2_header_commit(s, field_off, b, 8, errp);
+}
+
 int qcow2_set_incompat(struct qcow2_state *s, uint64_t bits, bool set, GError **errp)
 {
     if (s->h.version < 3)
@@ -316,11 +330,7 @@ int qcow2_set_incompat(struct qcow2_state *s, uint64_t bits, bool set, GError **
     uint64_t v = set ? (s->h.incompatible | bits) : (s->h.incompatible & ~bits);
     if (v == s->h.incompatible)
         return 0;
-    uint8_t b[8];
-    qcow2_put64(b, v);
-    int r = qcow2_header_update(s, QCOW2_HDR_INCOMPAT, b, 8, errp);
-    if (r == 0)
-        r = qcow2_sync(s, errp);
+    int r = qcow2_header_commit64(s, QCOW2_HDR_INCOMPAT, v, errp);
     if (r == 0)
         s->h.incompatible = v;
     return r;

@@ -79,14 +79,10 @@ int qcow2_refcount_init(struct qcow2_state *s, GError **errp)
 {
     uint64_t bytes = (uint64_t)s->h.refcount_table_clusters * s->cluster_size;
     s->reftable_size = (uint32_t)(bytes / 8);
-    s->reftable = g_try_malloc(bytes);
-    if (!s->reftable)
-        return block_set_error(errp, s->img, -ENOMEM, "cannot allocate the refcount table");
-    int r = qcow2_read_file(s, s->h.refcount_table_offset, s->reftable, bytes, errp);
+    int r = qcow2_read_table(s, s->h.refcount_table_offset, s->reftable_size, "the refcount table",
+                             &s->reftable, errp);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; i < s->reftable_size; i++)
-        s->reftable[i] = qcow2_be64(&s->reftable[i]);
     s->reftable_dirty_lo = UINT32_MAX;
     s->reftable_dirty_hi = 0;
     return 0;
@@ -221,9 +217,7 @@ static int grow_reftable(struct qcow2_state *s, uint64_t min_entries, GError **e
     uint8_t hdr[12];
     qcow2_put64(hdr, new_off);
     qcow2_put32(hdr + 8, (uint32_t)tc);
-    r = qcow2_header_update(s, QCOW2_HDR_REFTABLE, hdr, sizeof(hdr), errp);
-    if (r == 0)
-        r = qcow2_sync(s, errp);
+    r = qcow2_header_commit(s, QCOW2_HDR_REFTABLE, hdr, sizeof(hdr), errp);
     if (r < 0)
         goto broken;
     s->h.refcount_table_offset = new_off;

@@ -135,9 +135,7 @@ static int write_table(struct qcow2_state *s, struct qcow2_snapshot *sn, uint32_
     uint8_t hdr[12];
     qcow2_put32(hdr, n);
     qcow2_put64(hdr + 4, off);
-    r = qcow2_header_update(s, QCOW2_HDR_SNAPSHOTS, hdr, sizeof(hdr), errp);
-    if (r == 0)
-        r = qcow2_sync(s, errp);
+    r = qcow2_header_commit(s, QCOW2_HDR_SNAPSHOTS, hdr, sizeof(hdr), errp);
     if (r < 0) {
         s->broken = true;
         return r;
@@ -170,19 +168,21 @@ static int find_snapshot(struct qcow2_state *s, const char *name_or_id)
     return -1;
 }
 
+/* Index of the snapshot NAME_OR_ID, the metadata flushed before its table entry changes; or -errno. */
+static int find_for_change(struct block_image *img, const char *name_or_id, GError **errp)
+{
+    struct qcow2_state *s = img->opaque;
+    int idx = find_snapshot(s, name_or_id);
+    if (idx < 0)
+        return block_set_error(errp, img, -ENOENT, "snapshot '%s' not found", name_or_id);
+    int r = qcow2_flush_metadata(s, errp);
+    return r < 0 ? r : idx;
+}
+
 static uint64_t *read_l1(struct qcow2_state *s, const struct qcow2_snapshot *sn, GError **errp)
 {
-    uint64_t *l1 = g_try_new0(uint64_t, MAX(sn->l1_size, 1u));
-    if (!l1) {
-        block_set_error(errp, s->img, -ENOMEM, "cannot allocate a snapshot L1 table");
-        return NULL;
-    }
-    if (qcow2_read_file(s, sn->l1_offset, l1, (size_t)sn->l1_size * 8, errp) < 0) {
-        g_free(l1);
-        return NULL;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = qcow2_be64(&l1[i]);
+    uint64_t *l1;
+    qcow2_read_table(s, sn->l1_offset, sn->l1_size, "a snapshot L1 table", &l1, errp);
     return l1;
 }
 
@@ -203,13 +203,17 @@ static void replace_list(struct qcow2_state *s, struct qcow2_snapshot *nw, uint3
     s->nb_snapshots = n;
 }
 
+static void free_snapshot(struct qcow2_snapshot *sn)
+{
+    g_free(sn->id);
+    g_free(sn->name);
+    g_free(sn->extra);
+}
+
 static void free_list(struct qcow2_snapshot *l, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        g_free(l[i].id);
-        g_free(l[i].name);
-        g_free(l[i].extra);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        free_snapshot(&l[i]);
     g_free(l);
 }
 
@@ -302,18 +306,13 @@ int qcow2_snapshot_list(struct block_image *img, struct block_snapshot_info **ou
 int qcow2_snapshot_delete(struct block_image *img, const char *name_or_id, GError **errp)
 {
     struct qcow2_state *s = img->opaque;
-    int idx = find_snapshot(s, name_or_id);
+    int idx = find_for_change(img, name_or_id, errp);
     if (idx < 0)
-        return block_set_error(errp, img, -ENOENT, "snapshot '%s' not found", name_or_id);
-    int r = qcow2_flush_metadata(s, errp);
-    if (r < 0)
-        return r;
+        return idx;
     struct qcow2_snapshot gone = copy_snapshot(&s->snapshots[idx]);
     uint64_t *l1 = read_l1(s, &gone, errp);
     if (!l1) {
-        g_free(gone.id);
-        g_free(gone.name);
-        g_free(gone.extra);
+        free_snapshot(&gone);
         return -EIO;
     }
     uint32_t n = s->nb_snapshots - 1;
@@ -322,7 +321,7 @@ int qcow2_snapshot_delete(struct block_image *img, const char *name_or_id, GErro
         if ((int)i != idx)
             nw[j++] = copy_snapshot(&s->snapshots[i]);
     }
-    r = write_table(s, nw, n, errp);
+    int r = write_table(s, nw, n, errp);
     if (r < 0) {
         free_list(nw, n);
     } else {
@@ -339,21 +338,16 @@ int qcow2_snapshot_delete(struct block_image *img, const char *name_or_id, GErro
             r = qcow2_flush_metadata(s, errp);
     }
     g_free(l1);
-    g_free(gone.id);
-    g_free(gone.name);
-    g_free(gone.extra);
+    free_snapshot(&gone);
     return r;
 }
 
 int qcow2_snapshot_apply(struct block_image *img, const char *name_or_id, GError **errp)
 {
     struct qcow2_state *s = img->opaque;
-    int idx = find_snapshot(s, name_or_id);
+    int idx = find_for_change(img, name_or_id, errp);
     if (idx < 0)
-        return block_set_error(errp, img, -ENOENT, "snapshot '%s' not found", name_or_id);
-    int r = qcow2_flush_metadata(s, errp);
-    if (r < 0)
-        return r;
+        return idx;
     struct qcow2_snapshot *sn = &s->snapshots[idx];
     uint64_t cover = (uint64_t)s->cluster_size * s->l2_entries;
     if ((sn->disk_size + cover - 1) / cover > sn->l1_size)
@@ -364,7 +358,7 @@ int qcow2_snapshot_apply(struct block_image *img, const char *name_or_id, GError
         return -EIO;
     uint32_t sl1_size = sn->l1_size;
     uint64_t disk_size = sn->disk_size;
-    r = qcow2_grow_l1(s, sl1_size, errp);
+    int r = qcow2_grow_l1(s, sl1_size, errp);
     /* the snapshot's tree gains the active reference before the active L1 points at it */
     if (r == 0)
         r = qcow2_tree_refcount(s, sl1, sl1_size, 1, errp);
@@ -381,11 +375,7 @@ int qcow2_snapshot_apply(struct block_image *img, const char *name_or_id, GError
         r = qcow2_flush_metadata(s, errp); /* commit: the active L1 now is the snapshot's */
     }
     if (r == 0 && disk_size != s->h.size) {
-        uint8_t b[8];
-        qcow2_put64(b, disk_size);
-        r = qcow2_header_update(s, QCOW2_HDR_SIZE, b, 8, errp);
-        if (r == 0)
-            r = qcow2_sync(s, errp);
+        r = qcow2_header_commit64(s, QCOW2_HDR_SIZE, disk_size, errp);
         if (r == 0)
             s->h.size = disk_size;
     }

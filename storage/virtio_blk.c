@@ -1,6 +1,8 @@
 /* virtio-blk: requests validated under the machine lock, block I/O on one worker thread per disk. */
 #include "virtio_blk.h"
 
+#include "options.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -104,15 +106,28 @@ static char *conf_set(struct virtio_blk_conf *c, const char *key, const char *va
             c->discard_unmap = false;
         else
             return g_strdup_printf("discard '%s' is not unmap or ignore", value);
+    } else if (!strcmp(key, "l2-cache-size")) {
+        /* bytes, or a whole number of K/M/G, as QEMU's l2-cache-size */
+        char *end;
+        uint64_t v = g_ascii_strtoull(value, &end, 10);
+        const char *units = "kmg", *u = *end ? strchr(units, g_ascii_tolower(*end)) : NULL;
+        if (u && *u && !end[1])
+            v = v > (1ull << 30) ? 0 : v << (10 * (unsigned)(u - units + 1));
+        else if (*end)
+            v = 0;
+        if (end == value || v < 64 * 1024 || v > (1ull << 30))
+            return g_strdup_printf("l2-cache-size '%s' is not a size from 64K to 1G", value);
+        c->l2_cache_size = v;
     } else {
-        return g_strdup_printf("unknown parameter '%s' (known: file, format, readonly, cache, discard)", key);
+        return g_strdup_printf(
+            "unknown parameter '%s' (known: file, format, readonly, cache, discard, l2-cache-size)", key);
     }
     return NULL;
 }
 
 bool virtio_blk_conf_parse(const char *spec, struct virtio_blk_conf *out, char **error)
 {
-    static const char *const keys[] = {"file", "format", "readonly", "cache", "discard"};
+    static const char *const keys[] = {"file", "format", "readonly", "cache", "discard", "l2-cache-size"};
     bool seen[G_N_ELEMENTS(keys)] = {0};
     memset(out, 0, sizeof(*out));
     GString *item = g_string_new(NULL);
@@ -635,7 +650,7 @@ struct virtio_blk *virtio_blk_new(struct machine *m, unsigned slot, unsigned ind
         flags |= BLOCK_OPEN_CACHE_NONE;
     else if (conf->cache == VIRTIO_BLK_CACHE_UNSAFE)
         flags |= BLOCK_OPEN_CACHE_UNSAFE;
-    struct block_options bo = {.format = conf->format, .flags = flags};
+    struct block_options bo = {.format = conf->format, .flags = flags, .l2_cache_size = conf->l2_cache_size};
     GError *err = NULL;
     struct block_image *img = block_open_opts(conf->file, &bo, &err);
     if (!img) {

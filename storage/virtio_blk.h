@@ -83,10 +83,12 @@ struct virtio_blk_conf {
     bool read_only;
     enum virtio_blk_cache cache;
     bool discard_unmap; /* discard=unmap: discards and UNMAP write-zeroes free space in the image */
+    uint64_t l2_cache_size; /* l2-cache-size= (qcow2, bytes); 0: the library's default */
 };
 
 /* Parses
- * "file=PATH[,format=raw|qcow2][,readonly=on|off][,cache=writeback|none|unsafe][,discard=unmap|ignore]"
+ * "file=PATH[,format=raw|qcow2][,readonly=on|off][,cache=writeback|none|unsafe][,discard=unmap|ignore]
+ * [,l2-cache-size=SIZE]"
  * (",," is a comma inside a value). False with a one-line reason in *error. */
 bool virtio_blk_conf_parse(const char *spec, struct virtio_blk_conf *out, char **error);
 void virtio_blk_conf_clear(struct virtio_blk_conf *conf);

@@ -144,6 +144,15 @@ def qcow2_patch(path, mode):
 
 # ---------------------------------------------------------------- tests
 
+def pattern_images(seed):
+    """A scratch directory with the same 4 MiB pattern as a.raw and as a.qcow2 (written by qemu-img)."""
+    d = Dir()
+    data = pattern_data(seed, 4 * MIB)
+    d.write("a.raw", data)
+    d.q("convert", "-O", "qcow2", "a.raw", "a.qcow2")
+    return d, data
+
+
 def test_help():
     r = run([DIMG, "--help"])
     t.ok(r.returncode == 0 and all(c in r.stdout for c in SUBCOMMANDS), "--help lists every subcommand",
@@ -308,10 +317,7 @@ def test_convert():
 
 
 def test_compare():
-    d = Dir()
-    data = pattern_data(21, 4 * MIB)
-    d.write("a.raw", data)
-    d.q("convert", "-O", "qcow2", "a.raw", "a.qcow2")
+    d, data = pattern_images(21)
     r = d.d("compare", "a.qcow2", "a.raw")
     t.ok(r.returncode == 0 and "Images are identical." in r.stdout, "compare: identical -> 0", r.stdout + r.stderr)
     d.io("a.qcow2", "write -P 0x5c 1234567 3")
@@ -449,10 +455,7 @@ def test_snapshots():
 
 
 def test_resize():
-    d = Dir()
-    data = pattern_data(71, 4 * MIB)
-    d.write("a.raw", data)
-    d.q("convert", "-O", "qcow2", "a.raw", "a.qcow2")
+    d, data = pattern_images(71)
     r = d.d("resize", "a.qcow2", "+2M")
     size = json_of(d.q("info", "--output=json", "a.qcow2"))["virtual-size"]
     t.ok(r.returncode == 0 and "Image resized." in r.stdout and size == 6 * MIB, "resize +2M", r.stderr)

@@ -1,14 +1,13 @@
 /* The block-layer calls deskvm-img added: emptying an overlay (commit), rewriting the backing file in the
  * header (rebase), creating with an unchecked backing file (create -u), and what snapshot lists report. */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
 
-#include "block.h"
+#include "block_test_util.h"
 
 static char *tmp;
 static unsigned counter;
@@ -25,18 +24,12 @@ static void create(const char *path, uint64_t size, const char *backing, const c
                                      .backing_file = backing,
                                      .backing_format = backing_fmt,
                                      .qcow2_version = version};
-    GError *err = NULL;
-    g_assert_cmpint(block_create(path, &o, &err), ==, 0);
-    g_assert_no_error(err);
+    block_test_create(path, &o);
 }
 
 static struct block_image *open_img(const char *path, unsigned flags)
 {
-    GError *err = NULL;
-    struct block_image *img = block_open(path, "qcow2", flags, &err);
-    g_assert_no_error(err);
-    g_assert_nonnull(img);
-    return img;
+    return block_test_open(path, "qcow2", flags);
 }
 
 static void fill_byte(struct block_image *img, uint64_t off, size_t len, uint8_t byte)
@@ -54,14 +47,6 @@ static uint8_t byte_at(struct block_image *img, uint64_t off)
     uint8_t b = 0xaa;
     g_assert_cmpint(block_read(img, off, &b, 1, NULL), ==, 0);
     return b;
-}
-
-static void assert_clean(struct block_image *img)
-{
-    struct block_check_result res;
-    g_assert_cmpint(block_check(img, 0, &res, NULL, NULL, NULL), ==, 0);
-    g_assert_cmpint(res.corruptions, ==, 0);
-    g_assert_cmpint(res.leaks, ==, 0);
 }
 
 static void test_make_empty_shows_backing(void)
@@ -88,7 +73,7 @@ static void test_make_empty_shows_backing(void)
         g_assert_cmpint(block_status(t, 0, 1 << 20, &st, NULL), ==, 0);
         g_assert_cmpuint(st.flags & BLOCK_STATUS_ALLOCATED, ==, 0);
         g_assert_cmpuint(st.length, ==, 1 << 20);
-        assert_clean(t);
+        block_test_assert_clean(t);
         g_assert_cmpint(block_close(t, NULL), ==, 0);
         g_free(base);
         g_free(top);
@@ -131,7 +116,7 @@ static void test_change_backing(void)
         g_assert_cmpstr(img->backing_format, ==, "qcow2");
         g_assert_cmpuint(byte_at(img, 0), ==, 0x33);
         g_assert_cmpuint(byte_at(img, 131072), ==, 0x44);
-        assert_clean(img);
+        block_test_assert_clean(img);
         /* a longer relative name, without a format, then none at all */
         const char *longname = "a-much-longer-relative-backing-file-name-that-moves-the-extensions.qcow2";
         g_assert_cmpint(block_change_backing(img, longname, NULL, NULL), ==, 0);
@@ -146,7 +131,7 @@ static void test_change_backing(void)
         g_assert_null(img->backing);
         g_assert_cmpuint(byte_at(img, 0), ==, 0);
         g_assert_cmpuint(byte_at(img, 131072), ==, 0x44);
-        assert_clean(img);
+        block_test_assert_clean(img);
         block_close(img, NULL);
         g_free(a);
         g_free(b);
@@ -170,7 +155,7 @@ static void test_change_backing_too_long_refused(void)
     block_close(img, NULL);
     img = open_img(p, 0); /* header untouched */
     g_assert_null(img->backing_file);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(p);
 }
@@ -216,7 +201,7 @@ static void test_snapshot_icount_absent(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    tmp = g_dir_make_tmp("dvm-blkimg-XXXXXX", NULL);
+    tmp = block_test_dir_new("dvm-blkimg-XXXXXX");
     g_test_add_func("/block-img/make-empty/backing-shows-through-again", test_make_empty_shows_backing);
     g_test_add_func("/block-img/make-empty/read-only-refused", test_make_empty_read_only_refused);
     g_test_add_func("/block-img/change-backing/rewrite-rename-remove", test_change_backing);
@@ -225,10 +210,6 @@ int main(int argc, char **argv)
     g_test_add_func("/block-img/create/unchecked-backing-recorded", test_create_unchecked_backing);
     g_test_add_func("/block-img/snapshot/icount-absent-is-minus-one", test_snapshot_icount_absent);
     int r = g_test_run();
-    char *cmd = g_strdup_printf("rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        r = r ? r : 1;
-    g_free(cmd);
-    g_free(tmp);
+    block_test_dir_free(tmp);
     return r;
 }

@@ -9,9 +9,8 @@
 #include <unistd.h>
 
 #include <glib.h>
-#include <glib/gstdio.h>
 
-#include "block.h"
+#include "block_test_util.h"
 
 static char *tmp;
 
@@ -23,15 +22,9 @@ static char *path_in_tmp(const char *name)
 static struct block_image *make_raw(const char *name, uint64_t size, char **path_out)
 {
     char *path = path_in_tmp(name);
-    struct block_create_options o = {.format = "raw", .size = size};
-    GError *err = NULL;
-    g_assert_cmpint(block_create(path, &o, &err), ==, 0);
-    g_assert_no_error(err);
-    struct block_image *img = block_open(path, "raw", 0, &err);
-    g_assert_no_error(err);
-    g_assert_nonnull(img);
+    block_test_create(path, &(struct block_create_options){.format = "raw", .size = size});
     *path_out = path;
-    return img;
+    return block_test_open(path, "raw", 0);
 }
 
 static void fill(uint8_t *b, size_t n, unsigned seed)
@@ -191,12 +184,11 @@ static void test_probe_guard(void)
     char *path;
     struct block_image *img = make_raw("probe.img", 65536, &path);
     block_close(img, NULL);
-    GError *err = NULL;
-    img = block_open(path, NULL, 0, &err);
-    g_assert_no_error(err);
+    img = block_test_open(path, NULL, 0);
     g_assert_cmpstr(img->drv->name, ==, "raw");
     g_assert_true(img->probed_raw);
     static const uint8_t magic[4] = {'Q', 'F', 'I', 0xfb};
+    GError *err = NULL;
     g_assert_cmpint(block_write(img, 0, magic, 4, &err), ==, -EPERM);
     g_clear_error(&err);
     /* a partial write completing the magic is caught too */
@@ -290,11 +282,10 @@ static void test_lock_readers_share(void)
     char *path;
     struct block_image *img = make_raw("lock2.img", 4096, &path);
     block_close(img, NULL);
-    GError *err = NULL;
-    img = block_open(path, "raw", BLOCK_OPEN_READ_ONLY, &err);
-    g_assert_no_error(err);
+    img = block_test_open(path, "raw", BLOCK_OPEN_READ_ONLY);
     g_assert_cmpint(open_in_child(path, BLOCK_OPEN_READ_ONLY), ==, 0);
     g_assert_cmpint(open_in_child(path, 0), ==, EAGAIN);
+    GError *err = NULL;
     struct block_create_options o = {.format = "raw", .size = 0};
     g_assert_cmpint(block_create(path, &o, &err), ==, -EAGAIN); /* create does not clobber an image in use */
     g_clear_error(&err);
@@ -303,29 +294,10 @@ static void test_lock_readers_share(void)
     g_free(path);
 }
 
-static void rm_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *n;
-    while (d && (n = g_dir_read_name(d))) {
-        char *p = g_build_filename(dir, n, NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR))
-            rm_tree(p);
-        else
-            g_unlink(p);
-        g_free(p);
-    }
-    if (d)
-        g_dir_close(d);
-    g_rmdir(dir);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    GError *err = NULL;
-    tmp = g_dir_make_tmp("test-block-raw-XXXXXX", &err);
-    g_assert_no_error(err);
+    tmp = block_test_dir_new("test-block-raw-XXXXXX");
     g_test_add_func("/block/raw/unaligned-writes-read-back", test_unaligned_rw);
     g_test_add_func("/block/raw/status-reports-holes-and-data", test_sparse_status);
     g_test_add_func("/block/raw/discard-punches-holes-zeroes-read-zero", test_discard_and_zero);
@@ -337,7 +309,6 @@ int main(int argc, char **argv)
     g_test_add_func("/block/lock/writer-excludes-writers-and-readers", test_lock_writer_excludes);
     g_test_add_func("/block/lock/readers-share-and-exclude-writers", test_lock_readers_share);
     int r = g_test_run();
-    rm_tree(tmp);
-    g_free(tmp);
+    block_test_dir_free(tmp);
     return r;
 }

@@ -12,7 +12,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
-#include "block.h"
+#include "block_test_util.h"
 
 static char *tmp;
 static unsigned counter;
@@ -31,18 +31,12 @@ static void create(const char *path, uint64_t size, uint32_t cs, int version, co
                                      .qcow2_version = version,
                                      .backing_file = backing,
                                      .backing_format = backing_fmt};
-    GError *err = NULL;
-    g_assert_cmpint(block_create(path, &o, &err), ==, 0);
-    g_assert_no_error(err);
+    block_test_create(path, &o);
 }
 
 static struct block_image *open_rw(const char *path)
 {
-    GError *err = NULL;
-    struct block_image *img = block_open(path, "qcow2", 0, &err);
-    g_assert_no_error(err);
-    g_assert_nonnull(img);
-    return img;
+    return block_test_open(path, "qcow2", 0);
 }
 
 static void fill(uint8_t *b, size_t n, unsigned seed)
@@ -62,17 +56,6 @@ static void assert_content(struct block_image *img, const uint8_t *model, uint64
             g_error("byte %" G_GUINT64_FORMAT " is 0x%02x, expected 0x%02x", i, buf[i], model[i]);
     }
     g_free(buf);
-}
-
-static void assert_clean(struct block_image *img)
-{
-    struct block_check_result res;
-    GError *err = NULL;
-    g_assert_cmpint(block_check(img, 0, &res, NULL, NULL, &err), ==, 0);
-    g_assert_no_error(err);
-    g_assert_cmpint(res.corruptions, ==, 0);
-    g_assert_cmpint(res.leaks, ==, 0);
-    g_assert_cmpint(res.check_errors, ==, 0);
 }
 
 static void model_write(struct block_image *img, uint8_t *model, uint64_t off, size_t len, unsigned seed)
@@ -155,13 +138,13 @@ static void test_unaligned_patterns(gconstpointer data)
     }
     g_rand_free(rng);
     assert_content(img, model, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     GError *err = NULL;
     g_assert_cmpint(block_close(img, &err), ==, 0);
     img = block_open(path, "qcow2", BLOCK_OPEN_READ_ONLY, &err);
     g_assert_no_error(err);
     assert_content(img, model, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(model);
     g_free(path);
@@ -185,11 +168,11 @@ static void test_refcount_table_growth(void)
     g_assert_cmpuint(read_field(path, 56, 4), >, 1);
     g_assert_cmpuint(read_field(path, 48, 8), !=, old_rt);
     assert_content(img, model, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     img = block_open(path, "qcow2", BLOCK_OPEN_READ_ONLY, &err);
     assert_content(img, model, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(model);
     g_free(path);
@@ -209,7 +192,7 @@ static void test_large_l1_small_clusters(void)
     g_assert_cmpint(block_read(img, (1ull << 30) - 5, tail, 5, &err), ==, 0);
     g_assert_cmpmem(tail, 5, "abcde", 5);
     assert_content(img, model, 1 << 20);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(model);
     g_free(path);
@@ -253,7 +236,7 @@ static void test_backing_chain(void)
     g_assert_cmpuint(st.depth, ==, 2);
     g_assert_cmpint(block_status_chain(img, 900 * 1024, 100, &st, &err), ==, 0);
     g_assert_true(st.flags & BLOCK_STATUS_ZERO);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     /* opened from another working directory, the relative names still resolve next to each image */
     char *cwd = g_get_current_dir();
@@ -334,7 +317,7 @@ static void test_zero_clusters(gconstpointer data)
                          BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED);
     else
         g_assert_true(st.flags & BLOCK_STATUS_DATA); /* v2 has no zero flag: zeros are stored */
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     img = block_open(top, NULL, BLOCK_OPEN_READ_ONLY, &err);
     assert_content(img, model, size);
@@ -402,7 +385,7 @@ static void test_snapshots(void)
     uint8_t *two = g_memdup2(m1, size);
     m2 = g_memdup2(m1, size);
     model_write(img, m2, 0, 1 << 20, 5);
-    assert_clean(img);
+    block_test_assert_clean(img);
     struct block_snapshot_info *list;
     size_t n;
     g_assert_cmpint(block_snapshot_list(img, &list, &n, &err), ==, 0);
@@ -414,12 +397,12 @@ static void test_snapshots(void)
     block_snapshot_list_free(list, n);
     g_assert_cmpint(block_snapshot_apply(img, "one", &err), ==, 0);
     assert_content(img, m0, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     g_assert_cmpint(block_snapshot_apply(img, "2", &err), ==, 0); /* by id */
     assert_content(img, m1, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     g_assert_cmpint(block_snapshot_delete(img, "one", &err), ==, 0);
-    assert_clean(img);
+    block_test_assert_clean(img);
     g_assert_cmpint(block_snapshot_apply(img, "one", &err), ==, -ENOENT);
     g_clear_error(&err);
     model_write(img, m1, 4096, 4096, 6); /* the active state is writable after apply and delete */
@@ -430,7 +413,7 @@ static void test_snapshots(void)
     assert_content(img, two, size); /* "two" was taken before write 6 */
     g_assert_cmpint(block_snapshot_delete(img, "two", &err), ==, 0);
     assert_content(img, two, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     g_assert_cmpint(block_truncate(img, size * 2, false, &err), ==, 0); /* allowed again without snapshots */
     block_close(img, NULL);
     g_free(m0);
@@ -459,7 +442,7 @@ static void test_snapshot_exact_restore(void)
     g_assert_cmpint(block_snapshot_apply(img, "base", &err), ==, 0);
     assert_content(img, m0, size);
     g_assert_cmpint(block_snapshot_delete(img, "base", &err), ==, 0);
-    assert_clean(img);
+    block_test_assert_clean(img);
     assert_content(img, m0, size);
     block_close(img, NULL);
     g_free(m0);
@@ -496,7 +479,7 @@ static void test_compressed(gconstpointer data)
     /* overwriting part of a compressed cluster decompresses, merges and stores it plainly */
     model_write(img, model, 65536 + 5, 10, 1);
     assert_content(img, model, size);
-    assert_clean(img);
+    block_test_assert_clean(img);
     struct block_info info;
     block_get_info(img, &info);
     g_assert_cmpstr(info.compression_type, ==, ctype);
@@ -616,6 +599,18 @@ static void test_corrupt_bit_allows_read_only(void)
 }
 
 /* Host offset of guest cluster 0's L2 table and of the L1 table. */
+/* A closed 1 MiB image (64 KiB clusters) holding pattern 1 in its first LEN bytes; *MODEL is its content. */
+static char *image_with_data(size_t len, uint8_t **model)
+{
+    char *path = new_path("qcow2");
+    create(path, 1 << 20, 65536, 3, NULL, NULL);
+    struct block_image *img = open_rw(path);
+    *model = g_malloc0(1 << 20);
+    model_write(img, *model, 0, len, 1);
+    block_close(img, NULL);
+    return path;
+}
+
 static void layout(const char *path, uint64_t *l1, uint64_t *l2)
 {
     *l1 = read_field(path, 40, 8);
@@ -624,17 +619,13 @@ static void layout(const char *path, uint64_t *l1, uint64_t *l2)
 
 static void test_corruption_unaligned_l2(void)
 {
-    char *path = new_path("qcow2");
-    create(path, 1 << 20, 65536, 3, NULL, NULL);
-    struct block_image *img = open_rw(path);
-    uint8_t *model = g_malloc0(1 << 20);
-    model_write(img, model, 0, 65536, 1);
-    block_close(img, NULL);
+    uint8_t *model;
+    char *path = image_with_data(65536, &model);
     uint64_t l1, l2;
     layout(path, &l1, &l2);
     patch(path, l1, 8, (l2 + 512) | (1ull << 63));
     GError *err = NULL;
-    img = open_rw(path);
+    struct block_image *img = open_rw(path);
     uint8_t b[16];
     g_assert_cmpint(block_read(img, 0, b, sizeof(b), &err), ==, -EIO);
     g_assert_nonnull(strstr(err->message, "not cluster aligned"));
@@ -658,12 +649,8 @@ static void test_corruption_unaligned_l2(void)
 
 static void test_corruption_overlap_refused(void)
 {
-    char *path = new_path("qcow2");
-    create(path, 1 << 20, 65536, 3, NULL, NULL);
-    struct block_image *img = open_rw(path);
-    uint8_t *model = g_malloc0(1 << 20);
-    model_write(img, model, 0, 2 * 65536, 1);
-    block_close(img, NULL);
+    uint8_t *model;
+    char *path = image_with_data(2 * 65536, &model);
     uint64_t l1, l2;
     layout(path, &l1, &l2);
     /* guest cluster 1 now claims to live on the refcount table */
@@ -672,7 +659,7 @@ static void test_corruption_overlap_refused(void)
     gsize n1, n2;
     uint8_t *before = file_bytes(path, &n1);
     GError *err = NULL;
-    img = open_rw(path);
+    struct block_image *img = open_rw(path);
     uint8_t b[100];
     memset(b, 0xcc, sizeof(b));
     g_assert_cmpint(block_write(img, 65536 + 10, b, sizeof(b), &err), ==, -EIO);
@@ -723,13 +710,13 @@ static void test_lazy_refcounts_dirty(void)
     block_close(img, NULL);
     img = open_rw(path); /* repairs refcounts, then keeps the bit while open */
     g_assert_cmpuint(read_field(path, 72, 8) & 1, ==, 1);
-    assert_clean(img);
+    block_test_assert_clean(img);
     model_write(img, model, 300000, 5, 4);
     block_close(img, NULL);
     g_assert_cmpuint(read_field(path, 72, 8) & 1, ==, 0);
     img = block_open(path, "qcow2", BLOCK_OPEN_READ_ONLY, &err);
     assert_content(img, model, 1 << 20);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(model);
     g_free(path);
@@ -737,17 +724,13 @@ static void test_lazy_refcounts_dirty(void)
 
 static void test_check_repairs_leak(void)
 {
-    char *path = new_path("qcow2");
-    create(path, 1 << 20, 65536, 3, NULL, NULL);
-    struct block_image *img = open_rw(path);
-    uint8_t *model = g_malloc0(1 << 20);
-    model_write(img, model, 0, 65536, 1);
-    block_close(img, NULL);
+    uint8_t *model;
+    char *path = image_with_data(65536, &model);
     /* refcount of cluster 9 (unused) := 1: a leak */
     uint64_t rb = read_field(path, read_field(path, 48, 8), 8);
     patch(path, rb + 2 * 9, 2, 1);
     GError *err = NULL;
-    img = open_rw(path);
+    struct block_image *img = open_rw(path);
     struct block_check_result res;
     g_assert_cmpint(block_check(img, 0, &res, NULL, NULL, &err), ==, 0);
     g_assert_cmpint(res.leaks, ==, 1);
@@ -785,19 +768,19 @@ static void test_resize_and_preallocation(void)
     g_assert_cmpuint(st.length, ==, 1 << 20);
     uint8_t *model = g_malloc0(8 << 20);
     assert_content(img, model, 1 << 20);
-    assert_clean(img);
+    block_test_assert_clean(img);
     model_write(img, model, (1 << 20) - 10, 10, 1);
     g_assert_cmpint(block_truncate(img, 8 << 20, false, &err), ==, 0); /* needs a bigger L1 table */
     model_write(img, model, (8 << 20) - 4, 4, 2);
     assert_content(img, model, 8 << 20);
-    assert_clean(img);
+    block_test_assert_clean(img);
     g_assert_cmpint(block_truncate(img, 1 << 19, false, &err), ==, -EINVAL);
     g_clear_error(&err);
     g_assert_cmpint(block_truncate(img, (1 << 19) + 5, true, &err), ==, 0);
     g_assert_cmpint(block_truncate(img, 1 << 20, false, &err), ==, 0);
     memset(model + (1 << 19) + 5, 0, (8 << 20) - (1 << 19) - 5);
     assert_content(img, model, 1 << 20);
-    assert_clean(img);
+    block_test_assert_clean(img);
     block_close(img, NULL);
     g_free(model);
     g_free(path);
@@ -823,29 +806,10 @@ static void test_lock(void)
     g_free(path);
 }
 
-static void rm_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *n;
-    while (d && (n = g_dir_read_name(d))) {
-        char *p = g_build_filename(dir, n, NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR))
-            rm_tree(p);
-        else
-            g_unlink(p);
-        g_free(p);
-    }
-    if (d)
-        g_dir_close(d);
-    g_rmdir(dir);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    GError *err = NULL;
-    tmp = g_dir_make_tmp("test-qcow2-XXXXXX", &err);
-    g_assert_no_error(err);
+    tmp = block_test_dir_new("test-qcow2-XXXXXX");
     g_test_add_data_func("/qcow2/io/unaligned-patterns/512", GUINT_TO_POINTER(512), test_unaligned_patterns);
     g_test_add_data_func("/qcow2/io/unaligned-patterns/4096", GUINT_TO_POINTER(4096),
                          test_unaligned_patterns);
@@ -876,7 +840,6 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/resize/grow-shrink-and-metadata-preallocation", test_resize_and_preallocation);
     g_test_add_func("/qcow2/lock/second-writer-process-fails", test_lock);
     int r = g_test_run();
-    rm_tree(tmp);
-    g_free(tmp);
+    block_test_dir_free(tmp);
     return r;
 }

@@ -11,7 +11,7 @@
 
 #include <glib.h>
 
-#include "block.h"
+#include "block_test_util.h"
 #include "log.h"
 #include "pci_host.h"
 #include "virtio_blk.h"
@@ -71,10 +71,7 @@ static char *make_raw(const char *name)
 static char *make_qcow2(const char *name)
 {
     char *path = tmp_path(name);
-    struct block_create_options o = {.format = "qcow2", .size = DISK_SIZE};
-    GError *err = NULL;
-    g_assert_cmpint(block_create(path, &o, &err), ==, 0);
-    g_assert_no_error(err);
+    block_test_create(path, &(struct block_create_options){.format = "qcow2", .size = DISK_SIZE});
     return path;
 }
 
@@ -421,8 +418,7 @@ static void roundtrip(const char *path, const char *format, bool prefilled)
 
     /* On the image itself after close. */
     GError *err = NULL;
-    struct block_image *img = block_open(path, format, BLOCK_OPEN_READ_ONLY, &err);
-    g_assert_no_error(err);
+    struct block_image *img = block_test_open(path, format, BLOCK_OPEN_READ_ONLY);
     g_autofree uint8_t *b = g_malloc(3 * 4096);
     g_assert_cmpint(block_read(img, 120 * 512, b, 3 * 4096, &err), ==, 0);
     for (uint32_t k = 0; k < 3 * 4096; k++)
@@ -430,12 +426,8 @@ static void roundtrip(const char *path, const char *format, bool prefilled)
     g_assert_cmpint(block_read(img, 119 * 512, b, 512, &err), ==, 0);
     for (uint32_t k = 0; k < 512; k++)
         g_assert_cmphex(b[k], ==, prefilled ? raw_byte(119 * 512 + k) : 0);
-    if (!strcmp(format, "qcow2")) {
-        struct block_check_result res = {0};
-        g_assert_cmpint(block_check(img, 0, &res, NULL, NULL, &err), ==, 0);
-        g_assert_cmpint(res.corruptions, ==, 0);
-        g_assert_cmpint(res.leaks, ==, 0);
-    }
+    if (!strcmp(format, "qcow2"))
+        block_test_assert_clean(img);
     block_close(img, NULL);
 }
 
@@ -534,17 +526,12 @@ static void check_zeroing(const char *path, const char *format)
     teardown();
 
     GError *err = NULL;
-    struct block_image *img = block_open(path, format, BLOCK_OPEN_READ_ONLY, &err);
-    g_assert_no_error(err);
+    struct block_image *img = block_test_open(path, format, BLOCK_OPEN_READ_ONLY);
     g_assert_cmpint(block_read(img, 600 * 512, b, 16 * 512, &err), ==, 0);
     for (uint32_t k = 0; k < 16 * 512; k++)
         g_assert_cmphex(b[k], ==, 0);
-    if (!strcmp(format, "qcow2")) {
-        struct block_check_result res = {0};
-        g_assert_cmpint(block_check(img, 0, &res, NULL, NULL, &err), ==, 0);
-        g_assert_cmpint(res.corruptions, ==, 0);
-        g_assert_cmpint(res.leaks, ==, 0);
-    }
+    if (!strcmp(format, "qcow2"))
+        block_test_assert_clean(img);
     block_close(img, NULL);
 }
 
@@ -835,6 +822,10 @@ static void test_conf_parse(void)
     g_assert_true(g_path_is_absolute(c.file));
     g_assert_true(g_str_has_suffix(c.file, "/rel.img"));
     g_assert_cmpint(c.cache, ==, VIRTIO_BLK_CACHE_UNSAFE);
+    g_assert_cmpuint(c.l2_cache_size, ==, 0);
+    virtio_blk_conf_clear(&c);
+    g_assert_true(virtio_blk_conf_parse("file=/d.qcow2,l2-cache-size=4M", &c, &err));
+    g_assert_cmpuint(c.l2_cache_size, ==, 4u << 20);
     virtio_blk_conf_clear(&c);
 
     static const struct {
@@ -848,6 +839,8 @@ static void test_conf_parse(void)
         {"file=a,cache=directsync", "cache 'directsync' is not writeback, none or unsafe"},
         {"file=a,discard=trim", "discard 'trim' is not unmap or ignore"},
         {"file=a,size=1G", "unknown parameter 'size'"},
+        {"file=a,l2-cache-size=1k", "l2-cache-size '1k' is not a size from 64K to 1G"},
+        {"file=a,l2-cache-size=lots", "l2-cache-size 'lots' is not a size"},
         {"file=a,file=b", "file= given twice"},
         {"file=a,readonly", "'readonly' is not key=value"},
         {"file=a,", "empty parameter"},
@@ -866,8 +859,7 @@ static void test_conf_parse(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    tmp_dir = g_dir_make_tmp("test-virtio-blk-XXXXXX", NULL);
-    g_assert_nonnull(tmp_dir);
+    tmp_dir = block_test_dir_new("test-virtio-blk-XXXXXX");
     g_test_add_func("/virtio-blk/probe/features-and-config", test_probe_and_config);
     g_test_add_func("/virtio-blk/get-id/serial", test_get_id);
     g_test_add_func("/virtio-blk/io/raw-roundtrip", test_raw_roundtrip);
@@ -884,9 +876,6 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/machine/disks-created-reset-destroyed", test_machine_device);
     g_test_add_func("/virtio-blk/option/parse", test_conf_parse);
     int rc = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0)
-        rc = 1;
-    g_free(tmp_dir);
+    block_test_dir_free(tmp_dir);
     return rc;
 }
