@@ -27,6 +27,8 @@ struct kvm_state {
     int run_size;
     struct kvm_irqchip chips[3]; /* power-on PIC master, slave, IOAPIC: restored on reset */
     struct kvm_pit_state2 pit;
+    struct machine *m;
+    bool slot_set[GUEST_MEMORY_MAX_SLOTS]; /* guest-memory slot i is KVM memory slot i now */
 };
 
 struct kvm_vcpu_state {
@@ -39,7 +41,15 @@ struct kvm_vcpu_state {
     struct kvm_sregs sregs0;
     struct kvm_fpu fpu0;
     struct kvm_lapic_state lapic0;
+    bool debugging;          /* KVM_SET_GUEST_DEBUG is on */
+    struct vcpu_debug debug; /* what the debugger asked for */
+    bool step_over;          /* a hidden single step over the breakpoint at the resume RIP is running */
 };
+
+/* x86 debug registers: at most 4 instruction breakpoints (DR0-3, enabled in DR7 with R/W=00, LEN=00). */
+#define KVM_MAX_HW_BREAKPOINTS 4
+#define DR7_LOCAL_ENABLE(i) (1ull << (2 * (i)))
+#define DR7_GE (1ull << 9)
 
 static __thread struct kvm_run *current_run;
 
@@ -103,22 +113,72 @@ static void kvm_send_msi(void *opaque, const struct msi_message *msg)
 
 static const struct irqchip_ops kvm_irqchip_ops = {kvm_set_gsi, kvm_send_msi};
 
+/* Brings KVM memory slot i in line with guest-memory slot i: device slots come and go and move (deleted and
+ * re-created: KVM cannot move a slot in place on every kernel), and log dirty pages while theirs is on. */
+static int kvm_set_slot(struct kvm_state *k, unsigned i)
+{
+    const struct guest_ram_slot *s = &k->m->mem.slots[i];
+    struct kvm_userspace_memory_region r = {.slot = i};
+    if (k->slot_set[i] && s->device) {
+        if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+            return -errno;
+        k->slot_set[i] = false;
+    }
+    if (s->unmapped)
+        return 0;
+    r.flags = (s->readonly ? KVM_MEM_READONLY : 0) | (s->logging ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    r.guest_phys_addr = s->gpa;
+    r.memory_size = s->size;
+    r.userspace_addr = (uint64_t)(uintptr_t)s->host;
+    if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return -errno;
+    k->slot_set[i] = true;
+    return 0;
+}
+
+static void kvm_slot_changed(void *opaque, unsigned index)
+{
+    int r = kvm_set_slot(opaque, index);
+    if (r < 0)
+        log_error("kvm: KVM_SET_USER_MEMORY_REGION slot %u: %s", index, g_strerror(-r));
+}
+
+static void kvm_sync_dirty(void *opaque, unsigned index)
+{
+    struct kvm_state *k = opaque;
+    struct guest_ram_slot *s = &k->m->mem.slots[index];
+    if (!k->slot_set[index] || !s->logging || !s->dirty)
+        return;
+    uint64_t pages = s->size / GUEST_PAGE_SIZE, words = (pages + 63) / 64;
+    g_autofree uint64_t *bits = g_try_new0(uint64_t, words);
+    struct kvm_dirty_log log = {.slot = index, .dirty_bitmap = bits};
+    if (!bits || ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+        log_warn("kvm: KVM_GET_DIRTY_LOG slot %u: %s", index, g_strerror(bits ? errno : ENOMEM));
+        return;
+    }
+    for (uint64_t p = 0; p < pages; p++)
+        if (bits[p / 64] >> (p % 64) & 1)
+            __atomic_fetch_or(&s->dirty[p / (8 * sizeof(long))], 1UL << (p % (8 * sizeof(long))),
+                              __ATOMIC_RELAXED);
+}
+
+static const struct guest_memory_listener kvm_memory_listener = {kvm_slot_changed, kvm_sync_dirty};
+
 static int kvm_map_memory(struct kvm_state *k, struct machine *m, char **error)
 {
+    k->m = m;
+    machine_lock(m);
     for (unsigned i = 0; i < m->mem.nslots; i++) {
-        const struct guest_ram_slot *s = &m->mem.slots[i];
-        struct kvm_userspace_memory_region r = {
-            .slot = i,
-            .flags = s->readonly ? KVM_MEM_READONLY : 0,
-            .guest_phys_addr = s->gpa,
-            .memory_size = s->size,
-            .userspace_addr = (uint64_t)(uintptr_t)s->host,
-        };
-        if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
-            *error = g_strdup_printf("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, g_strerror(errno));
-            return -errno;
+        int r = kvm_set_slot(k, i);
+        if (r < 0) {
+            machine_unlock(m);
+            *error = g_strdup_printf("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, g_strerror(-r));
+            return r;
         }
     }
+    m->mem.listener = &kvm_memory_listener;
+    m->mem.listener_opaque = k;
+    machine_unlock(m);
     return 0;
 }
 
@@ -178,6 +238,12 @@ static void kvm_destroy(struct accel *a)
         return;
     if (a->machine->irqchip == &kvm_irqchip_ops)
         machine_set_irqchip(a->machine, NULL, NULL);
+    machine_lock(a->machine);
+    if (a->machine->mem.listener_opaque == k) {
+        a->machine->mem.listener = NULL;
+        a->machine->mem.listener_opaque = NULL;
+    }
+    machine_unlock(a->machine);
     if (k->vm_fd >= 0)
         close(k->vm_fd);
     if (k->sys_fd >= 0)
@@ -269,6 +335,9 @@ static void kvm_handle_io(struct vcpu *v, struct kvm_run *run)
     }
 }
 
+static int kvm_program_debug(struct vcpu *v, const struct vcpu_debug *d, bool skip, uint64_t skip_rip,
+                             bool step);
+
 static enum vcpu_exit_reason kvm_vcpu_run(struct vcpu *v)
 {
     struct kvm_vcpu_state *s = v->priv;
@@ -315,6 +384,22 @@ static enum vcpu_exit_reason kvm_vcpu_run(struct vcpu *v)
             break;
         case KVM_EXIT_INTR:
             return VCPU_EXIT_KICKED;
+        case KVM_EXIT_DEBUG:
+            if (s->step_over) {
+                /* Past the breakpoint the vCPU resumed from: arm everything and go on. */
+                s->step_over = false;
+                int e = kvm_program_debug(v, &s->debug, false, 0, false);
+                if (e < 0) {
+                    log_error("kvm: vCPU %u: KVM_SET_GUEST_DEBUG: %s", v->index, g_strerror(-e));
+                    return VCPU_EXIT_ERROR;
+                }
+                break;
+            }
+            if (s->debugging)
+                return VCPU_EXIT_DEBUG;
+            log_message_ratelimited(&kvm_rl, LOG_LEVEL_WARN, "kvm: vCPU %u: debug exit without a debugger",
+                                    v->index);
+            break;
         case KVM_EXIT_FAIL_ENTRY:
             log_error("kvm: vCPU %u: entry failed, hardware reason 0x%llx", v->index,
                       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
@@ -426,6 +511,71 @@ static int kvm_set_sregs(struct vcpu *v, const struct vcpu_sregs *i)
     return ioctl(s->fd, KVM_SET_SREGS, &k) < 0 ? -errno : 0;
 }
 
+/* Programs KVM_SET_GUEST_DEBUG from d, leaving out breakpoints at skip_rip (when skip) and adding a single
+ * step (when step). */
+static int kvm_program_debug(struct vcpu *v, const struct vcpu_debug *d, bool skip, uint64_t skip_rip,
+                             bool step)
+{
+    struct kvm_state *k = v->accel->priv;
+    struct kvm_vcpu_state *s = v->priv;
+    struct kvm_guest_debug dbg = {0};
+    unsigned n = 0;
+    uint64_t dr7 = DR7_GE;
+    for (unsigned i = 0; i < d->nbreakpoints; i++) {
+        if (skip && d->breakpoints[i] == skip_rip)
+            continue;
+        dbg.arch.debugreg[n] = d->breakpoints[i];
+        dr7 |= DR7_LOCAL_ENABLE(n);
+        n++;
+    }
+    bool on = step || d->nbreakpoints > 0;
+    if (on) {
+        dbg.control = KVM_GUESTDBG_ENABLE;
+        if (step) {
+            dbg.control |= KVM_GUESTDBG_SINGLESTEP;
+            /* Hold interrupts back while stepping, where the host can (as the emu does). */
+            int flags = ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
+            if (flags > 0 && (flags & KVM_GUESTDBG_BLOCKIRQ))
+                dbg.control |= KVM_GUESTDBG_BLOCKIRQ;
+        }
+        if (n) {
+            dbg.control |= KVM_GUESTDBG_USE_HW_BP;
+            dbg.arch.debugreg[7] = dr7;
+        }
+    }
+    if (ioctl(s->fd, KVM_SET_GUEST_DEBUG, &dbg) < 0)
+        return errno == EINVAL && on ? -EOPNOTSUPP : -errno;
+    s->debugging = on;
+    return 0;
+}
+
+static int kvm_set_guest_debug(struct vcpu *v, const struct vcpu_debug *d)
+{
+    struct kvm_state *k = v->accel->priv;
+    struct kvm_vcpu_state *s = v->priv;
+    if (d->nbreakpoints > KVM_MAX_HW_BREAKPOINTS)
+        return -ENOSPC;
+    bool on = d->single_step || d->nbreakpoints > 0;
+    if (on && ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG) <= 0)
+        return -EOPNOTSUPP;
+    s->debug = *d;
+    s->step_over = false;
+    bool skip = false;
+    uint64_t rip = 0;
+    if (d->skip_current && d->nbreakpoints) {
+        /* Resuming from a breakpoint: RFLAGS.RF is not honoured everywhere (nested KVM), so the instruction
+         * there runs as a single step without its breakpoint first, then the full set goes back in. */
+        struct kvm_regs regs;
+        if (ioctl(s->fd, KVM_GET_REGS, &regs) < 0)
+            return -errno;
+        rip = regs.rip;
+        for (unsigned i = 0; i < d->nbreakpoints; i++)
+            skip = skip || d->breakpoints[i] == rip;
+    }
+    s->step_over = skip && !d->single_step;
+    return kvm_program_debug(v, d, skip, rip, d->single_step || skip);
+}
+
 const struct accel_ops kvm_accel_ops = {
     .name = "kvm",
     .available = kvm_available,
@@ -440,4 +590,6 @@ const struct accel_ops kvm_accel_ops = {
     .set_regs = kvm_set_regs,
     .get_sregs = kvm_get_sregs,
     .set_sregs = kvm_set_sregs,
+    .set_guest_debug = kvm_set_guest_debug,
+    .max_breakpoints = KVM_MAX_HW_BREAKPOINTS,
 };

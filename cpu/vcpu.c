@@ -34,7 +34,7 @@ static bool vcpu_wait_runnable(struct vcpu *v)
 {
     struct accel *a = v->accel;
     g_mutex_lock(&a->lock);
-    while (!a->quit && !a->run_requested) {
+    while (!a->quit && (!a->run_requested || v->hold)) {
         if (!v->paused) {
             v->paused = true;
             g_cond_broadcast(&a->cond);
@@ -76,6 +76,12 @@ static gpointer vcpu_thread(gpointer data)
         case VCPU_EXIT_GUEST_RESET:
         case VCPU_EXIT_GUEST_POWEROFF:
         case VCPU_EXIT_ERROR:
+            vcpu_report(v, r);
+            break;
+        case VCPU_EXIT_DEBUG:
+            g_mutex_lock(&v->accel->lock);
+            v->debug_exit = true;
+            g_mutex_unlock(&v->accel->lock);
             vcpu_report(v, r);
             break;
         }
@@ -185,6 +191,23 @@ void accel_stop_async(struct accel *a)
     if (started)
         for (unsigned i = 0; i < a->ncpus; i++)
             a->ops->vcpu_kick(&a->vcpus[i]);
+}
+
+void accel_set_vcpu_hold(struct accel *a, struct vcpu *v, bool hold)
+{
+    g_mutex_lock(&a->lock);
+    v->hold = hold;
+    g_cond_broadcast(&a->cond);
+    g_mutex_unlock(&a->lock);
+}
+
+bool accel_take_debug_exit(struct accel *a, struct vcpu *v)
+{
+    g_mutex_lock(&a->lock);
+    bool was = v->debug_exit;
+    v->debug_exit = false;
+    g_mutex_unlock(&a->lock);
+    return was;
 }
 
 int accel_reset(struct accel *a)

@@ -47,6 +47,19 @@ enum vcpu_exit_reason {
     VCPU_EXIT_GUEST_RESET,   /* a reset the CPU backend detected (KVM system event) */
     VCPU_EXIT_GUEST_POWEROFF,
     VCPU_EXIT_ERROR,         /* the backend cannot continue; the message is logged */
+    VCPU_EXIT_DEBUG,         /* a debugger breakpoint or single step stopped the vCPU (see vcpu_debug) */
+};
+
+/* Debugger control of one vCPU (the gdbstub). Breakpoints compare RIP before an instruction runs: they are
+ * not written into guest memory. */
+#define VCPU_DEBUG_MAX_BREAKPOINTS 32
+struct vcpu_debug {
+    bool single_step;  /* stop after one instruction */
+    /* Resuming from a breakpoint stop: the instruction at the current RIP runs once without its breakpoint
+     * firing (as x86's RFLAGS.RF does). */
+    bool skip_current;
+    unsigned nbreakpoints;
+    uint64_t breakpoints[VCPU_DEBUG_MAX_BREAKPOINTS];
 };
 
 struct accel_ops {
@@ -68,6 +81,11 @@ struct accel_ops {
     int (*set_regs)(struct vcpu *v, const struct vcpu_regs *r);
     int (*get_sregs)(struct vcpu *v, struct vcpu_sregs *s);
     int (*set_sregs)(struct vcpu *v, const struct vcpu_sregs *s);
+    /* Debugging, while the vCPU is paused: NULL if the backend cannot. More than max_breakpoints is refused
+     * with -ENOSPC, a host that cannot debug guests gives -EOPNOTSUPP. No breakpoints and no single step turn
+     * debugging off. A breakpoint or finished step stops the vCPU with VCPU_EXIT_DEBUG. */
+    int (*set_guest_debug)(struct vcpu *v, const struct vcpu_debug *d);
+    unsigned max_breakpoints;
 };
 
 struct vcpu {
@@ -78,6 +96,8 @@ struct vcpu {
     /* run control, protected by accel->lock */
     bool paused;    /* the thread is parked */
     bool exited;    /* the thread has returned */
+    bool hold;       /* stays parked even while the VM runs (a debugger resumes only some vCPUs) */
+    bool debug_exit; /* stopped with VCPU_EXIT_DEBUG; the debugger clears it */
     uint64_t exits; /* statistics */
 };
 
@@ -115,6 +135,10 @@ void accel_pause(struct accel *a);
 /* Asks every vCPU to stop soon and returns at once (safe from a vCPU thread, e.g. in a device handler that saw the
  * guest power off or reset: no more guest instructions run after the current exit). */
 void accel_stop_async(struct accel *a);
+/* Keeps one vCPU parked (hold) or lets it run with the others; for the debugger. */
+void accel_set_vcpu_hold(struct accel *a, struct vcpu *v, bool hold);
+/* Takes (and clears) v's debug_exit flag. */
+bool accel_take_debug_exit(struct accel *a, struct vcpu *v);
 /* Puts every vCPU in its reset state; call while paused. */
 int accel_reset(struct accel *a);
 

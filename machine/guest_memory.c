@@ -55,13 +55,71 @@ int guest_memory_add_rom(struct guest_memory *gm, uint64_t gpa, const void *data
 
 void guest_memory_destroy(struct guest_memory *gm)
 {
-    guest_memory_dirty_log_stop(gm);
     for (unsigned i = 0; i < gm->nslots; i++)
-        if (gm->slots[i].readonly)
+        g_clear_pointer(&gm->slots[i].dirty, g_free);
+    for (unsigned i = 0; i < gm->nslots; i++)
+        if (gm->slots[i].readonly || gm->slots[i].device)
             munmap(gm->slots[i].host, gm->slots[i].size);
     if (gm->base)
         munmap(gm->base, gm->mapped);
     memset(gm, 0, sizeof(*gm));
+}
+
+int guest_memory_add_device(struct guest_memory *gm, uint64_t size, uint8_t **host)
+{
+    if (!size || size % GUEST_PAGE_SIZE || size > (1ULL << 40))
+        return -EINVAL;
+    if (gm->nslots == GUEST_MEMORY_MAX_SLOTS)
+        return -ENOSPC;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    unsigned index = gm->nslots++;
+    gm->slots[index] = (struct guest_ram_slot){
+        .gpa = GUEST_MEMORY_UNMAPPED_GPA, .size = size, .host = p, .device = true, .unmapped = true};
+    *host = p;
+    return (int)index;
+}
+
+static void slot_changed(struct guest_memory *gm, unsigned index)
+{
+    if (gm->listener && gm->listener->slot_changed)
+        gm->listener->slot_changed(gm->listener_opaque, index);
+}
+
+static struct guest_ram_slot *device_slot(struct guest_memory *gm, unsigned index)
+{
+    return index < gm->nslots && gm->slots[index].device ? &gm->slots[index] : NULL;
+}
+
+int guest_memory_map_device(struct guest_memory *gm, unsigned index, uint64_t gpa)
+{
+    struct guest_ram_slot *s = device_slot(gm, index);
+    if (!s || gpa % GUEST_PAGE_SIZE || gpa + s->size - 1 < gpa || gpa + s->size > GUEST_MEMORY_UNMAPPED_GPA)
+        return -EINVAL;
+    if (!s->unmapped && s->gpa == gpa)
+        return 0;
+    for (unsigned i = 0; i < gm->nslots; i++) {
+        const struct guest_ram_slot *o = &gm->slots[i];
+        if (i != index && !o->unmapped && gpa < o->gpa + o->size && o->gpa < gpa + s->size) {
+            guest_memory_unmap_device(gm, index);
+            return -EEXIST;
+        }
+    }
+    s->gpa = gpa;
+    s->unmapped = false;
+    slot_changed(gm, index);
+    return 0;
+}
+
+void guest_memory_unmap_device(struct guest_memory *gm, unsigned index)
+{
+    struct guest_ram_slot *s = device_slot(gm, index);
+    if (!s || s->unmapped)
+        return;
+    s->unmapped = true;
+    s->gpa = GUEST_MEMORY_UNMAPPED_GPA;
+    slot_changed(gm, index);
 }
 
 const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
@@ -70,7 +128,7 @@ const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, ui
         return NULL;
     for (unsigned i = 0; i < gm->nslots; i++) {
         const struct guest_ram_slot *s = &gm->slots[i];
-        if (gpa >= s->gpa && gpa - s->gpa < s->size && len <= s->size - (gpa - s->gpa))
+        if (gpa >= s->gpa && gpa - s->gpa < s->size && len <= s->size - (gpa - s->gpa) && !s->unmapped)
             return s;
     }
     return NULL;
@@ -199,8 +257,66 @@ int guest_memory_dirty_log_start(struct guest_memory *gm)
 void guest_memory_dirty_log_stop(struct guest_memory *gm)
 {
     for (unsigned i = 0; i < gm->nslots; i++)
-        g_clear_pointer(&gm->slots[i].dirty, g_free);
+        if (!gm->slots[i].logging)
+            g_clear_pointer(&gm->slots[i].dirty, g_free);
     gm->dirty_logging = false;
+}
+
+static void sync_dirty(struct guest_memory *gm, unsigned index)
+{
+    if (gm->listener && gm->listener->sync_dirty && gm->slots[index].dirty && !gm->slots[index].unmapped)
+        gm->listener->sync_dirty(gm->listener_opaque, index);
+}
+
+int guest_memory_slot_dirty_log_start(struct guest_memory *gm, unsigned index)
+{
+    if (index >= gm->nslots || gm->slots[index].readonly)
+        return -EINVAL;
+    struct guest_ram_slot *s = &gm->slots[index];
+    if (s->logging)
+        return 0;
+    if (!s->dirty) {
+        uint64_t pages = s->size / GUEST_PAGE_SIZE;
+        s->dirty = g_try_new0(unsigned long, (pages + BITS_PER_LONG - 1) / BITS_PER_LONG);
+        if (!s->dirty)
+            return -ENOMEM;
+    }
+    s->logging = true;
+    gm->slot_logging++;
+    slot_changed(gm, index);
+    return 0;
+}
+
+void guest_memory_slot_dirty_log_stop(struct guest_memory *gm, unsigned index)
+{
+    if (index >= gm->nslots || !gm->slots[index].logging)
+        return;
+    struct guest_ram_slot *s = &gm->slots[index];
+    s->logging = false;
+    gm->slot_logging--;
+    if (!gm->dirty_logging)
+        g_clear_pointer(&s->dirty, g_free);
+    slot_changed(gm, index);
+}
+
+void guest_memory_slot_dirty_collect(struct guest_memory *gm, unsigned index, uint64_t offset, uint64_t len,
+                                     void (*fn)(void *opaque, uint64_t page_offset), void *opaque)
+{
+    if (index >= gm->nslots || !gm->slots[index].dirty || len == 0)
+        return;
+    const struct guest_ram_slot *s = &gm->slots[index];
+    if (offset >= s->size)
+        return;
+    uint64_t end = len > s->size - offset ? s->size : offset + len;
+    sync_dirty(gm, index);
+    for (uint64_t p = offset / GUEST_PAGE_SIZE; p * GUEST_PAGE_SIZE < end; p++) {
+        unsigned long bit = 1UL << (p % BITS_PER_LONG);
+        if (!(__atomic_load_n(&s->dirty[p / BITS_PER_LONG], __ATOMIC_RELAXED) & bit))
+            continue;
+        unsigned long old = __atomic_fetch_and(&s->dirty[p / BITS_PER_LONG], ~bit, __ATOMIC_RELAXED);
+        if (old & bit)
+            fn(opaque, p * GUEST_PAGE_SIZE);
+    }
 }
 
 void guest_memory_dirty_log_collect(struct guest_memory *gm, uint64_t gpa, uint64_t len,
@@ -211,8 +327,9 @@ void guest_memory_dirty_log_collect(struct guest_memory *gm, uint64_t gpa, uint6
         return;
     for (unsigned i = 0; i < gm->nslots; i++) {
         const struct guest_ram_slot *s = &gm->slots[i];
-        if (!s->dirty)
+        if (!s->dirty || s->unmapped)
             continue;
+        sync_dirty(gm, i);
         uint64_t lo = MAX(gpa, s->gpa), hi = MIN(gpa + len, s->gpa + s->size);
         if (gpa + len < gpa)
             hi = s->gpa + s->size;

@@ -20,9 +20,25 @@ struct guest_ram_slot {
     uint8_t *host; /* where it lives in deskvm */
     unsigned long *dirty; /* one bit per page while dirty logging is on, else NULL */
     bool readonly;        /* ROM: the guest and devices can read it, nothing writes it */
+    bool device;          /* device memory (a RAM-like BAR, a framebuffer): its device maps and moves it */
+    bool unmapped;        /* a device slot mapped nowhere now: no address reaches it, gpa is meaningless */
+    bool logging;         /* dirty logging for this slot alone (guest_memory_slot_dirty_log_start) */
 };
 
-#define GUEST_MEMORY_MAX_SLOTS 4
+#define GUEST_MEMORY_MAX_SLOTS 8
+/* Where an unmapped device slot sits: above every physical address, so range checks never match it. */
+#define GUEST_MEMORY_UNMAPPED_GPA 0xFFFF000000000000ULL
+
+/* What the CPU backend hears about device slots. Called with the machine lock held, on the thread that
+ * changed the map (a vCPU programming a BAR, the main loop resetting the machine). */
+struct guest_memory_listener {
+    /* Slot index was mapped, moved or unmapped, or its dirty logging was switched: update the backend's view
+     * (KVM memory slots, the software CPU's TLBs). */
+    void (*slot_changed)(void *opaque, unsigned index);
+    /* Before the dirty bits of slot index are read: merge the backend's own log of guest writes into
+     * slot->dirty (KVM_GET_DIRTY_LOG). NULL when every guest write is marked by this module (emu). */
+    void (*sync_dirty)(void *opaque, unsigned index);
+};
 
 struct guest_memory {
     uint8_t *base; /* one anonymous mapping holding all slots */
@@ -36,6 +52,9 @@ struct guest_memory {
      * code from. Runs on the writer's thread; must be cheap and thread-safe. */
     void (*write_observer)(void *opaque, uint64_t gpa, uint64_t len);
     void *write_observer_opaque;
+    const struct guest_memory_listener *listener; /* the CPU backend, or NULL */
+    void *listener_opaque;
+    unsigned slot_logging; /* slots with per-slot dirty logging on */
 };
 
 /* Maps ram_size bytes of guest RAM (a multiple of the page size). Returns 0 or a negative errno. */
@@ -44,6 +63,22 @@ void guest_memory_destroy(struct guest_memory *gm);
 /* Adds a read-only slot (firmware ROM) holding a copy of data, padded with zeros to whole pages. It must not
  * overlap RAM or another ROM. Returns 0, -EINVAL, -EEXIST, -ENOSPC or -ENOMEM. */
 int guest_memory_add_rom(struct guest_memory *gm, uint64_t gpa, const void *data, size_t size);
+
+/* Device memory: size bytes (a multiple of the page size) of zeroed, RAM-like memory in a slot of its own
+ * that starts unmapped. The memory lives as long as gm; *host points at it. Returns the slot index, -EINVAL,
+ * -ENOSPC or -ENOMEM. */
+int guest_memory_add_device(struct guest_memory *gm, uint64_t size, uint8_t **host);
+/* Maps (or moves) device slot index at gpa (page aligned, not overlapping another mapped slot), or unmaps it;
+ * the listener hears about it. map returns 0, -EINVAL or -EEXIST (then the slot is left unmapped). */
+int guest_memory_map_device(struct guest_memory *gm, unsigned index, uint64_t gpa);
+void guest_memory_unmap_device(struct guest_memory *gm, unsigned index);
+/* Dirty logging of one writable slot, independent of the global log (the global stop leaves it on). The
+ * software CPU sends writes to a logged slot through the marking path; KVM logs them itself (sync_dirty). */
+int guest_memory_slot_dirty_log_start(struct guest_memory *gm, unsigned index);
+void guest_memory_slot_dirty_log_stop(struct guest_memory *gm, unsigned index);
+/* Calls fn with the slot offset of each dirty page in [offset, offset+len) of slot index; clears its bit. */
+void guest_memory_slot_dirty_collect(struct guest_memory *gm, unsigned index, uint64_t offset, uint64_t len,
+                                     void (*fn)(void *opaque, uint64_t page_offset), void *opaque);
 
 /* The slot holding [gpa, gpa+len) entirely, or NULL (also for len 0 or an overflowing range). */
 const struct guest_ram_slot *guest_memory_find(const struct guest_memory *gm, uint64_t gpa, uint64_t len);

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include "input.h"
 #include "log.h"
+#include "scancode.h"
 
 /* Command byte at power-on, as firmware leaves it: keyboard interrupt, system flag, translation, aux off. */
 #define I8042_CTR_DEFAULT (I8042_CTR_KBDINT | I8042_CTR_SYS | I8042_CTR_AUXDIS | I8042_CTR_XLATE)
@@ -15,7 +17,8 @@ static struct log_ratelimit i8042_rl = LOG_RATELIMIT_INIT(5000, 5);
 /* Scan code set 2 to set 1, as the controller translates (the key's make code; breaks add 0x80). Codes not
  * listed pass through unchanged. */
 static const uint8_t xlate_set2[256] = {
-    [0x01] = 0x43, [0x03] = 0x3F, [0x04] = 0x3D, [0x05] = 0x3B, [0x06] = 0x3C, [0x07] = 0x58, [0x09] = 0x44,
+    [0x01] = 0x43, [0x03] = 0x3F, [0x0F] = 0x59, [0x37] = 0x5E, [0x3F] = 0x5F, [0x48] = 0x6C,
+    [0x5E] = 0x63, [0x6D] = 0x7E, [0x04] = 0x3D, [0x05] = 0x3B, [0x06] = 0x3C, [0x07] = 0x58, [0x09] = 0x44,
     [0x0A] = 0x42, [0x0B] = 0x40, [0x0C] = 0x3E, [0x0D] = 0x0F, [0x0E] = 0x29, [0x11] = 0x38, [0x12] = 0x2A,
     [0x13] = 0x70, [0x14] = 0x1D, [0x15] = 0x10, [0x16] = 0x02, [0x1A] = 0x2C, [0x1B] = 0x1F, [0x1C] = 0x1E,
     [0x1D] = 0x11, [0x1E] = 0x03, [0x1F] = 0x5B, [0x21] = 0x2E, [0x22] = 0x2D, [0x23] = 0x20, [0x24] = 0x12,
@@ -161,6 +164,8 @@ static void kbd_write(struct i8042 *c, uint8_t v)
         if (!(v & 0x80)) {
             k->leds = v & 0x07;
             kbd_send(c, PS2_ACK);
+            if (c->m->input) /* PS/2's LED bits are the input interface's */
+                input_set_leds(c->m->input, k->leds);
             return;
         }
         break; /* a command instead of data */
@@ -571,6 +576,81 @@ void i8042_mouse_push(struct i8042 *c, int dx, int dy, int dz, unsigned buttons)
     machine_unlock(c->m);
 }
 
+/* ---- input interface handlers */
+
+static void kbd_input_event(void *opaque, const struct input_event *ev)
+{
+    struct i8042 *c = opaque;
+    if (ev->type != INPUT_EVENT_KEY)
+        return;
+    uint8_t bytes[SCANCODE_MAX_BYTES];
+    size_t n = c->kbd.scancode_set == 1 ? scancode_encode_set1(ev->key.code, ev->key.down, bytes)
+                                        : scancode_encode_set2(ev->key.code, ev->key.down, bytes);
+    if (n)
+        i8042_keyboard_push(c, bytes, n);
+}
+
+static bool kbd_input_active(void *opaque)
+{
+    struct i8042 *c = opaque;
+    return c->kbd.scanning && !(c->ram[0] & I8042_CTR_KBDDIS);
+}
+
+static const struct input_handler_ops kbd_input_ops = {kbd_input_event, NULL, kbd_input_active};
+
+static void mouse_input_event(void *opaque, const struct input_event *ev)
+{
+    struct i8042 *c = opaque;
+    static const uint8_t button_bits[INPUT_BUTTON__MAX] = {
+        [INPUT_BUTTON_LEFT] = 0x01, [INPUT_BUTTON_RIGHT] = 0x02, [INPUT_BUTTON_MIDDLE] = 0x04};
+    switch (ev->type) {
+    case INPUT_EVENT_REL:
+        /* Bounded so that a report never needs more than a handful of packets. */
+        if (ev->move.axis == INPUT_AXIS_X)
+            c->host_dx = clampi(c->host_dx + clampi(ev->move.value, -4096, 4096), -4096, 4096);
+        else
+            c->host_dy = clampi(c->host_dy + clampi(ev->move.value, -4096, 4096), -4096, 4096);
+        break;
+    case INPUT_EVENT_BTN:
+        if (ev->btn.button == INPUT_BUTTON_WHEEL_UP || ev->btn.button == INPUT_BUTTON_WHEEL_DOWN) {
+            if (ev->btn.down)
+                c->host_dz = clampi(c->host_dz + (ev->btn.button == INPUT_BUTTON_WHEEL_DOWN ? 1 : -1), -64, 64);
+        } else if (ev->btn.down) {
+            c->host_buttons |= button_bits[ev->btn.button];
+        } else {
+            c->host_buttons &= ~(unsigned)button_bits[ev->btn.button];
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* One report: packets of at most 255 counts per axis (PS/2 y grows upwards) until the motion is sent. */
+static void mouse_input_sync(void *opaque)
+{
+    struct i8042 *c = opaque;
+    int dx = c->host_dx, dy = -c->host_dy, dz = c->host_dz;
+    c->host_dx = c->host_dy = c->host_dz = 0;
+    if (!dx && !dy && !dz && c->host_buttons == c->mouse.buttons)
+        return; /* e.g. only a wheel button's release */
+    do {
+        int px = clampi(dx, -255, 255), py = clampi(dy, -255, 255), pz = clampi(dz, -8, 7);
+        i8042_mouse_push(c, px, py, c->mouse.id == 3 ? pz : 0, c->host_buttons);
+        dx -= px;
+        dy -= py;
+        dz = c->mouse.id == 3 ? dz - pz : 0;
+    } while (dx || dy || dz);
+}
+
+static bool mouse_input_active(void *opaque)
+{
+    struct i8042 *c = opaque;
+    return c->mouse.reporting;
+}
+
+static const struct input_handler_ops mouse_input_ops = {mouse_input_event, mouse_input_sync, mouse_input_active};
+
 static void i8042_reset(struct machine *m)
 {
     struct i8042 *c = m->i8042;
@@ -588,6 +668,8 @@ static void i8042_reset(struct machine *m)
     c->kbd.scanning = true;
     memset(&c->mouse, 0, sizeof(c->mouse));
     mouse_defaults(&c->mouse);
+    c->host_dx = c->host_dy = c->host_dz = 0;
+    c->host_buttons = 0;
     i8042_update_irqs(c);
 }
 
@@ -596,6 +678,10 @@ static void i8042_destroy(struct machine *m)
     struct i8042 *c = m->i8042;
     if (!c)
         return;
+    if (m->input) {
+        input_handler_unregister(m->input, c->kbd_handler);
+        input_handler_unregister(m->input, c->mouse_handler);
+    }
     io_bus_unregister(&m->pio, I8042_DATA_PORT, c);
     io_bus_unregister(&m->pio, I8042_CMD_PORT, c);
     g_free(c);
@@ -616,6 +702,12 @@ static int i8042_create(struct machine *m, char **error)
         return r;
     }
     i8042_reset(m);
+    if (m->input) {
+        c->kbd_handler = input_handler_register(m->input, "deskvm PS/2 Keyboard", INPUT_CAP_KEYBOARD,
+                                                INPUT_PRIORITY_PS2, &kbd_input_ops, c);
+        c->mouse_handler = input_handler_register(m->input, "deskvm PS/2 Mouse", INPUT_CAP_MOUSE,
+                                                  INPUT_PRIORITY_PS2, &mouse_input_ops, c);
+    }
     return 0;
 }
 

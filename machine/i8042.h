@@ -120,6 +120,12 @@ struct i8042 {
     struct i8042_mouse mouse;
     bool irq1_level, irq12_level;
     uint64_t dropped;
+
+    /* The input interface's keyboard and mouse (evdev keys become set 2, or set 1 if the guest chose it);
+     * motion and wheel steps add up until the end of a report, then go out as packets. */
+    struct input_handler *kbd_handler, *mouse_handler;
+    int host_dx, host_dy, host_dz; /* pixels, y down; wheel steps, down positive */
+    unsigned host_buttons;         /* bit 0 left, 1 right, 2 middle */
 };
 
 extern const struct machine_device i8042_device;

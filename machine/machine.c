@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "input.h"
 #include "log.h"
 
 static __thread unsigned current_cpu;
@@ -45,6 +46,7 @@ int machine_init(struct machine *m, const struct machine_config *cfg, const stru
     io_bus_init(&m->pio, "pio");
     io_bus_init(&m->mmio, "mmio");
     m->clock = vclock_new(cfg->manual_clock, &m->lock);
+    m->input = input_new(m);
     for (unsigned i = 0; i < MACHINE_GSI_COUNT; i++)
         m->gsi[i] = (struct irq_line){gsi_handler, m, i};
 
@@ -76,6 +78,8 @@ void machine_destroy(struct machine *m)
         if (m->devices[i]->destroy)
             m->devices[i]->destroy(m);
     m->created = 0;
+    input_free(m->input);
+    m->input = NULL;
     machine_unlock(m);
     vclock_free(m->clock);
     m->clock = NULL;

@@ -28,7 +28,10 @@ struct sysctl_ports;
 struct pci_bus;
 struct acpi_pm;
 struct chardev;
+struct input;
 struct virtio_blk_conf;
+struct display;
+struct bochs_display;
 
 /* A device's place in a machine: create (register regions, IRQs), reset to power-on state, destroy. Devices are
  * listed in a table in the board file (pc.c), created in table order and destroyed in reverse. */
@@ -61,6 +64,8 @@ struct machine_config {
     struct chardev *serial; /* COM1 backend, may be NULL */
     const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h); ndisks of them */
     unsigned ndisks;
+    /* The mode display devices offer the guest first (EDID); 0: 1024x768. */
+    unsigned display_width, display_height;
 };
 
 #define MACHINE_MAX_CPUS 64
@@ -73,6 +78,7 @@ struct machine {
     struct io_bus pio;
     struct io_bus mmio;
     struct vclock *clock;
+    struct input *input; /* the input router (input.h): devices register, front ends send */
 
     const struct irqchip_ops *irqchip;
     void *irqchip_opaque;
@@ -93,6 +99,8 @@ struct machine {
     struct sysctl_ports *sysctl_ports; /* ports 0x61, 0x92, 0xCF9, 0x80 */
     struct pci_bus *pci;
     struct acpi_pm *acpi_pm;
+    struct bochs_display *bochs;
+    struct display *displays; /* the outputs display devices publish, a list (gpu/display.h) */
 
     const struct machine_device *const *devices;
     unsigned ndevices;

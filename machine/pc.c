@@ -2,6 +2,7 @@
 #include "pc.h"
 
 #include "acpi_pm.h"
+#include "bochs_display.h"
 #include "i8042.h"
 #include "ioapic.h"
 #include "irqchip.h"
@@ -14,6 +15,7 @@
 #include "sysctl_ports.h"
 #include "uart8250.h"
 #include "virtio_blk.h"
+#include "virtio_input.h"
 
 /* Interrupt controllers and the PIT first: everything after them may wire IRQs or use the PIT. */
 static const struct machine_device *const userspace_irqchip_devices[] = {
@@ -36,6 +38,12 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         g_ptr_array_add(list, (gpointer)&pci_testdev_device);
     if (cfg->ndisks)
         g_ptr_array_add(list, (gpointer)&virtio_blk_device);
+    if (cfg->bochs_display)
+        g_ptr_array_add(list, (gpointer)&bochs_display_device);
+    if (cfg->virtio_keyboard)
+        g_ptr_array_add(list, (gpointer)&virtio_keyboard_device);
+    if (cfg->virtio_tablet)
+        g_ptr_array_add(list, (gpointer)&virtio_tablet_device);
     unsigned n = list->len;
     const struct machine_device **devices = (const struct machine_device **)g_ptr_array_free(list, FALSE);
 
@@ -46,6 +54,8 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         .serial = cfg->serial,
         .disks = cfg->disks,
         .ndisks = cfg->ndisks,
+        .display_width = cfg->display_width,
+        .display_height = cfg->display_height,
     };
     int r = machine_init(m, &mc, (const struct machine_device *const *)devices, n, error);
     if (r < 0) {

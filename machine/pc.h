@@ -15,8 +15,11 @@ struct pc_config {
     bool kernel_irqchip;
     bool manual_clock; /* test accelerator */
     bool test_device;  /* add pci-testdev */
+    bool virtio_keyboard, virtio_tablet; /* virtio-input at slots 4 and 5 (virtio_input.h) */
     const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h) */
     unsigned ndisks;
+    bool bochs_display;                     /* add bochs-display */
+    unsigned display_width, display_height; /* its preferred mode; 0: 1024x768 */
 };
 
 /* Builds the machine, creates its devices and assigns PCI resources as firmware would. */

@@ -268,10 +268,16 @@ static bool overlaps_ram(const struct guest_memory *gm, uint64_t base, uint64_t 
 {
     for (unsigned i = 0; i < gm->nslots; i++) {
         const struct guest_ram_slot *s = &gm->slots[i];
-        if (base < s->gpa + s->size && s->gpa < base + len)
+        if (!s->unmapped && base < s->gpa + s->size && s->gpa < base + len)
             return true;
     }
     return false;
+}
+
+static void notify_bar(struct pci_device *dev, unsigned n, bool mapped, uint64_t addr)
+{
+    if (dev->ops && dev->ops->bar_mapped)
+        dev->ops->bar_mapped(dev, n, mapped, addr);
 }
 
 /* Brings the buses in line with command + BARs. Everything that moves or stops decoding is unmapped first, so
@@ -290,6 +296,7 @@ static void pci_update_mappings(struct pci_device *dev)
         if (bar->mapped && (!want[n] || target[n] != bar->mapped_addr)) {
             io_bus_unregister(bar_bus(dev, bar), bar->mapped_addr, bar);
             bar->mapped = false;
+            notify_bar(dev, n, false, bar->mapped_addr);
         }
     }
     for (unsigned n = 0; n < PCI_BAR_COUNT; n++) {
@@ -318,6 +325,7 @@ static void pci_update_mappings(struct pci_device *dev)
         bar->refused_addr = 0;
         bar->mapped = true;
         bar->mapped_addr = target[n];
+        notify_bar(dev, n, true, target[n]);
     }
 }
 
@@ -508,9 +516,11 @@ void pci_unregister_device(struct pci_device *dev)
     if (bus) {
         for (unsigned n = 0; n < PCI_BAR_COUNT; n++) {
             struct pci_bar *bar = &dev->bars[n];
-            if (bar->mapped)
+            if (bar->mapped) {
                 io_bus_unregister(bar_bus(dev, bar), bar->mapped_addr, bar);
-            bar->mapped = false;
+                bar->mapped = false;
+                notify_bar(dev, n, false, bar->mapped_addr);
+            }
         }
         int idx = intx_route(dev);
         bus->devices[PCI_DEVFN(dev->slot, dev->fn)] = NULL;

@@ -103,6 +103,10 @@ struct pci_bus;
 struct pci_device_ops {
     uint32_t (*config_read)(struct pci_device *dev, unsigned offset, unsigned size);
     void (*config_write)(struct pci_device *dev, unsigned offset, uint32_t value, unsigned size);
+    /* BAR n started decoding at addr (mapped) or stopped decoding at addr, whatever the cause (config write,
+     * firmware assignment, reset, unregistering): for a device that backs a BAR with guest-memory device RAM
+     * (a framebuffer) and moves it along. */
+    void (*bar_mapped)(struct pci_device *dev, unsigned n, bool mapped, uint64_t addr);
 };
 
 struct pci_device_info {

@@ -13,8 +13,11 @@
 
 #include "chardev.h"
 #include "config.h"
+#include "gdbstub.h"
 #include "log.h"
 #include "options.h"
+#include "qmp_display.h"
+#include "qmp_input.h"
 #include "qmp_server.h"
 #include "qmp_vm.h"
 #include "vm.h"
@@ -27,8 +30,11 @@ struct deskvm {
     struct qmp_dispatcher *dispatcher;
     struct qmp_server *qmp;
     struct qmp_vm *qmp_vm;
+    struct qmp_input *qmp_input;
+    struct qmp_display *qmp_display;
     struct chardev *serial;
     struct vm_machine *machine;
+    struct gdbstub *gdb;
     int pidfile_fd;
     int daemon_pipe; /* write end: tells the waiting parent how setup went */
 };
@@ -205,6 +211,16 @@ static int run(struct deskvm *d)
             return rc;
         }
     }
+    if (o->gdb.path || o->gdb.host) {
+        d->gdb = gdbstub_start(d->vm, d->machine, &d->opts.gdb, &err);
+        if (!d->gdb) {
+            g_autofree char *msg = g_strdup_printf("--gdb: %s", err);
+            g_free(err);
+            return fail_setup(d, msg);
+        }
+    }
+    d->qmp_input = qmp_input_attach(d->dispatcher, d->machine ? vm_machine_input(d->machine) : NULL);
+    d->qmp_display = qmp_display_attach(d->dispatcher, vm_machine_get(d->machine));
     report_vm(d);
     g_unix_signal_add(SIGTERM, on_signal, d);
     g_unix_signal_add(SIGINT, on_signal, d);
@@ -223,9 +239,12 @@ static int run(struct deskvm *d)
 
 static void cleanup(struct deskvm *d)
 {
+    gdbstub_free(d->gdb);
     vm_machine_destroy(d->machine);
     chardev_close(d->serial);
     qmp_vm_detach(d->qmp_vm);
+    qmp_input_detach(d->qmp_input);
+    qmp_display_detach(d->qmp_display);
     qmp_server_free(d->qmp);
     qmp_dispatcher_free(d->dispatcher);
     vm_free(d->vm);

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bochs_display.h"
+#include "keymap.h"
+
 #define CONFIG_GROUP "deskvm"
 
 /* The setter gets the value and returns NULL or an error reason (caller frees), which the caller prefixes with the
@@ -205,7 +208,26 @@ static char *set_device(struct options *o, const char *v)
         o->test_device = true;
         return NULL;
     }
-    return g_strdup_printf("'%s' is not a device deskvm knows (available: pci-testdev)", v);
+    if (!strcmp(v, "virtio-keyboard")) {
+        o->virtio_keyboard = true;
+        return NULL;
+    }
+    if (!strcmp(v, "virtio-tablet")) {
+        o->virtio_tablet = true;
+        return NULL;
+    }
+    return g_strdup_printf("'%s' is not a device deskvm knows (available: pci-testdev, virtio-keyboard, "
+                           "virtio-tablet)", v);
+}
+
+static char *set_keymap(struct options *o, const char *v)
+{
+    char *err = NULL;
+    if (!keymap_layout_valid(v, &err))
+        return err;
+    g_free(o->keymap);
+    o->keymap = g_strdup(v);
+    return NULL;
 }
 
 static char *set_disk(struct options *o, const char *v)
@@ -227,6 +249,32 @@ static char *set_trace_cpu(struct options *o, const char *v)
         return NULL;
     }
     return g_strdup_printf("'%s' is not 0 (off), 1 (exceptions and interrupts) or 2 (every instruction)", v);
+}
+
+static char *set_display(struct options *o, const char *v)
+{
+    if (!strcmp(v, "none"))
+        o->display = DISPLAY_NONE;
+    else if (!strcmp(v, "bochs"))
+        o->display = DISPLAY_BOCHS;
+    else
+        return g_strdup_printf("'%s' is not bochs or none", v);
+    return NULL;
+}
+
+static char *set_resolution(struct options *o, const char *v)
+{
+    unsigned w = 0, h = 0;
+    int n = 0;
+    /* Digits only: sscanf alone would take signs, spaces and leading junk. */
+    if (strspn(v, "0123456789x") != strlen(v) || sscanf(v, "%5ux%5u%n", &w, &h, &n) != 2 || v[n])
+        return g_strdup_printf("'%s' is not WIDTHxHEIGHT, e.g. 1280x800", v);
+    char *why = NULL;
+    if (!bochs_display_resolution_valid(w, h, &why))
+        return why;
+    o->display_width = w;
+    o->display_height = h;
+    return NULL;
 }
 
 static char *set_append(struct options *o, const char *v)
@@ -272,6 +320,19 @@ static char *set_qtest(struct options *o, const char *v)
     }
     listen_spec_clear(&o->qtest);
     o->qtest = spec;
+    return NULL;
+}
+
+static char *set_gdb(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct listen_spec spec;
+    /* QEMU's "-gdb tcp::1234" form means the loopback address here. */
+    g_autofree char *full = g_str_has_prefix(v, "tcp::") ? g_strconcat("tcp:127.0.0.1:", v + 5, NULL) : NULL;
+    if (!listen_spec_parse(full ? full : v, &spec, &err))
+        return err;
+    listen_spec_clear(&o->gdb);
+    o->gdb = spec;
     return NULL;
 }
 
@@ -355,16 +416,25 @@ static const struct option_def option_defs[] = {
     {"append", 0, ARG_REQUIRED, true, false, set_append, "CMDLINE", "kernel command line (needs --kernel)"},
     {"firmware", 0, ARG_REQUIRED, true, false, set_firmware, "FILE",
      "firmware ROM image mapped below 4 GiB, run from the reset vector (QEMU's -bios)"},
-    {"device", 0, ARG_REQUIRED, true, true, set_device, "NAME", "add a device: pci-testdev (for tests)"},
+    {"device", 0, ARG_REQUIRED, true, true, set_device, "NAME",
+     "add a device: virtio-keyboard, virtio-tablet, pci-testdev (for tests)"},
+    {"keymap", 0, ARG_REQUIRED, true, false, set_keymap, "LAYOUT",
+     "keyboard layout of the guest, for clients that send keysyms (XKB name such as us, de, fr:bepo; default us)"},
     {"disk", 0, ARG_REQUIRED, true, true, set_disk, "file=PATH[,format=raw|qcow2][,...]",
      "add a virtio-blk disk (repeatable, up to 8); also readonly=on|off, cache=writeback|none|unsafe, "
      "discard=unmap|ignore"},
+    {"display", 0, ARG_REQUIRED, true, false, set_display, "bochs|none",
+     "display device: bochs (bochs-display, Linux's bochs DRM driver) or none (default)"},
+    {"resolution", 0, ARG_REQUIRED, true, false, set_resolution, "WxH",
+     "the display's preferred mode, offered to the guest through EDID (default 1024x768)"},
     {"trace-cpu", 0, ARG_REQUIRED, true, false, set_trace_cpu, "0|1|2",
      "software CPU trace to the log: 1 exceptions and interrupts, 2 every instruction (slow)"},
     {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
      "where the serial console goes (default none)"},
     {"qmp", 0, ARG_REQUIRED, true, true, set_qmp, "unix:PATH|tcp:127.0.0.1:PORT",
      "QMP control socket (repeatable)"},
+    {"gdb", 0, ARG_REQUIRED, true, false, set_gdb, "tcp:127.0.0.1:PORT|unix:PATH",
+     "GDB remote stub: one debugger at a time; attaching stops the VM, detaching resumes it"},
     {"config", 0, ARG_REQUIRED, false, false, set_config, "FILE", "read options from an INI file ([deskvm] group)"},
     {"daemonize", 0, ARG_NONE, true, false, set_daemonize, NULL, "run in the background once set up"},
     {"pidfile", 0, ARG_REQUIRED, true, false, set_pidfile, "FILE", "write (and lock) the process id here"},
@@ -424,6 +494,8 @@ static void options_init(struct options *o)
     o->qmp = g_array_new(FALSE, TRUE, sizeof(struct listen_spec));
     o->disks = g_array_new(FALSE, TRUE, sizeof(struct virtio_blk_conf));
     o->log_level = LOG_LEVEL_INFO;
+    o->display_width = 1024;
+    o->display_height = 768;
 }
 
 void options_clear(struct options *o)
@@ -433,8 +505,10 @@ void options_clear(struct options *o)
     g_free(o->initrd);
     g_free(o->append);
     g_free(o->firmware);
+    g_free(o->keymap);
     chardev_spec_clear(&o->serial);
     listen_spec_clear(&o->qtest);
+    listen_spec_clear(&o->gdb);
     if (o->qmp) {
         for (guint i = 0; i < o->qmp->len; i++)
             listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
@@ -588,6 +662,14 @@ static int validate(struct options *o, char **error)
     }
     if (o->qtest.path && o->accel != ACCEL_QTEST) {
         *error = g_strdup("--qtest: only with --accel qtest");
+        return 2;
+    }
+    if ((o->gdb.path || o->gdb.host) && o->accel == ACCEL_QTEST) {
+        *error = g_strdup("--gdb: the test accelerator has no vCPUs to debug");
+        return 2;
+    }
+    if ((o->gdb.path || o->gdb.host) && !o->kernel && !o->firmware) {
+        *error = g_strdup("--gdb: needs a guest to debug (--kernel or --firmware)");
         return 2;
     }
     if (o->firmware && o->kernel) {

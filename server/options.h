@@ -14,6 +14,11 @@
 #include "log.h"
 #include "virtio_blk.h"
 
+enum display_kind {
+    DISPLAY_NONE,
+    DISPLAY_BOCHS, /* bochs-display (gpu/bochs_display.h) */
+};
+
 enum accel_kind {
     ACCEL_AUTO,
     ACCEL_KVM,
@@ -37,11 +42,16 @@ struct options {
     char *append;
     char *firmware;    /* a ROM image mapped at the top of 4 GiB (QEMU's -bios) */
     bool test_device;  /* --device pci-testdev */
+    bool virtio_keyboard, virtio_tablet; /* --device virtio-keyboard / virtio-tablet */
+    char *keymap;      /* --keymap: validated layout, NULL for the default (us) */
     GArray *disks;     /* --disk: struct virtio_blk_conf, at most VIRTIO_BLK_MAX_DISKS */
     int trace_cpu;     /* --trace-cpu: software CPU tracing level 0-2 */
+    enum display_kind display;             /* --display */
+    unsigned display_width, display_height; /* --resolution: the mode display devices offer first */
     struct chardev_spec serial;
     GArray *qmp; /* of struct listen_spec */
     struct listen_spec qtest; /* --accel qtest: where the test connects (kind LISTEN_UNIX with a path when set) */
+    struct listen_spec gdb;   /* --gdb: the debugger's socket (path or host set when given) */
     char *config;
     bool daemonize;
     char *pidfile;

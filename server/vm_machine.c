@@ -25,6 +25,7 @@ enum guest_event {
     GUEST_EVENT_POWEROFF = 'p',
     GUEST_EVENT_ERROR = 'e',
     GUEST_EVENT_PANIC = 'x',
+    GUEST_EVENT_DEBUG = 'd', /* a vCPU stopped for the debugger */
 };
 
 struct vm_machine {
@@ -39,6 +40,8 @@ struct vm_machine {
     struct boot_cpu_state boot_cpu;
     bool boot_cpu_valid;
     struct qtest *qtest; /* --accel qtest: no vCPUs, a test drives the machine */
+    void (*debug_fn)(void *opaque); /* the gdbstub, told about VCPU_EXIT_DEBUG */
+    void *debug_opaque;
 };
 
 static void post_event(struct vm_machine *vmm, enum guest_event ev)
@@ -59,6 +62,9 @@ static void on_vcpu_exit(void *opaque, struct vcpu *v, enum vcpu_exit_reason rea
         break;
     case VCPU_EXIT_GUEST_POWEROFF:
         post_event(vmm, GUEST_EVENT_POWEROFF);
+        break;
+    case VCPU_EXIT_DEBUG:
+        post_event(vmm, GUEST_EVENT_DEBUG);
         break;
     default:
         log_error("vm: vCPU %u stopped on an error; the VM is paused", v->index);
@@ -106,6 +112,12 @@ static gboolean on_event_pipe(gint fd, GIOCondition cond, gpointer data)
             break;
         case GUEST_EVENT_ERROR:
             vm_stop(vmm->vm);
+            break;
+        case GUEST_EVENT_DEBUG:
+            if (vmm->debug_fn)
+                vmm->debug_fn(vmm->debug_opaque);
+            else if (vmm->accel_ready && vm_get_state(vmm->vm) == VM_RUNNING)
+                accel_resume(&vmm->accel); /* nobody debugs: the stopping vCPU goes on */
             break;
         }
     }
@@ -261,7 +273,11 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
     if (o->accel == ACCEL_QTEST) {
         struct pc_config pc = {.ram_size = o->memory, .cpus = o->cpus, .serial = serial, .manual_clock = true,
                                .test_device = o->test_device, .disks = options_disks(o),
-                               .ndisks = o->disks->len};
+                               .ndisks = o->disks->len, .virtio_keyboard = o->virtio_keyboard,
+                               .virtio_tablet = o->virtio_tablet};
+        pc.bochs_display = o->display == DISPLAY_BOCHS;
+        pc.display_width = o->display_width;
+        pc.display_height = o->display_height;
         if (pc_machine_init(&vmm->machine, &pc, error) < 0)
             goto fail;
         vmm->machine_ready = true;
@@ -285,6 +301,11 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         .test_device = o->test_device,
         .disks = options_disks(o),
         .ndisks = o->disks->len,
+        .virtio_keyboard = o->virtio_keyboard,
+        .virtio_tablet = o->virtio_tablet,
+        .bochs_display = o->display == DISPLAY_BOCHS,
+        .display_width = o->display_width,
+        .display_height = o->display_height,
     };
     if (pc_machine_init(&vmm->machine, &pc, error) < 0)
         goto fail;
@@ -340,6 +361,27 @@ void vm_machine_destroy(struct vm_machine *vmm)
         if (vmm->event_pipe[i] >= 0)
             close(vmm->event_pipe[i]);
     g_free(vmm);
+}
+
+struct accel *vm_machine_accel(struct vm_machine *vmm)
+{
+    return vmm->accel_ready ? &vmm->accel : NULL;
+}
+
+void vm_machine_set_debug_handler(struct vm_machine *vmm, void (*fn)(void *opaque), void *opaque)
+{
+    vmm->debug_fn = fn;
+    vmm->debug_opaque = opaque;
+}
+
+struct input *vm_machine_input(struct vm_machine *vmm)
+{
+    return vmm->machine_ready ? vmm->machine.input : NULL;
+}
+
+struct machine *vm_machine_get(struct vm_machine *vmm)
+{
+    return vmm && vmm->machine_ready ? &vmm->machine : NULL;
 }
 
 const char *vm_machine_accel_name(const struct vm_machine *vmm)

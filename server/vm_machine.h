@@ -16,6 +16,15 @@ struct vm_machine *vm_machine_create(const struct options *opts, struct vm *vm, 
                                      char **error);
 /* Stops the vCPUs and frees everything. */
 void vm_machine_destroy(struct vm_machine *vmm);
+/* The vCPUs (and through them the machine), NULL without a CPU (qtest). For the gdbstub. */
+struct accel *vm_machine_accel(struct vm_machine *vmm);
+/* fn runs on the main loop when a vCPU stopped with VCPU_EXIT_DEBUG (vcpu->debug_exit is set, the others are
+ * being kicked). Without one such a vCPU simply runs on. */
+void vm_machine_set_debug_handler(struct vm_machine *vmm, void (*fn)(void *opaque), void *opaque);
+/* The machine's input router (machine/input.h), for the front ends and QMP; NULL before the machine exists. */
+struct input *vm_machine_input(struct vm_machine *vmm);
+/* The machine (devices, displays), NULL if vmm is NULL or has none. */
+struct machine *vm_machine_get(struct vm_machine *vmm);
 /* The backend in use ("kvm", ...). */
 const char *vm_machine_accel_name(const struct vm_machine *vmm);
 

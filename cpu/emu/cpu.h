@@ -13,6 +13,8 @@
 struct machine;
 struct vcpu;
 
+#define EMU_DEBUG_MAX_BREAKPOINTS 32
+
 struct emu_cpu {
     struct emu_state s;
     struct emu_mmu mmu;
@@ -23,11 +25,21 @@ struct emu_cpu {
      */
     int exit_request;   /* atomic */
     int interrupt_hint; /* atomic: an interrupt or INIT/SIPI/NMI may be pending, check the controllers */
+    int tlb_flush_request; /* atomic: the memory map changed (a device slot moved); flush before running on */
     uint64_t icount;    /* instructions retired */
     /* Decoded blocks trust the MMU's code-page generations instead of comparing their bytes on entry. Only
      * with a single vCPU: another vCPU's TLB could still hold a fast write entry for a page marked here. */
     bool code_tracking;
     uint64_t last_tsc; /* the last TSC value read, so reads strictly increase */
+    /* The debugger (set_guest_debug; changed only while the vCPU is parked). While debug_active the loop runs
+     * one instruction at a time and checks before each (exec_loop.c); breakpoints are RIP compares. */
+    bool debug_active;
+    bool debug_step;    /* single step: stop once one instruction (or event delivery) has run */
+    bool debug_stepped; /* an instruction ran in single-step mode */
+    bool debug_skip;    /* the breakpoint at debug_skip_rip does not fire before that instruction ran */
+    uint64_t debug_skip_rip;
+    unsigned debug_nbp;
+    uint64_t debug_bp[EMU_DEBUG_MAX_BREAKPOINTS];
 };
 
 /* Why emu_exec returned. */
@@ -37,6 +49,7 @@ enum emu_exec_status {
     EMU_EXEC_HALT,         /* HLT (or MWAIT): nothing to do until an interrupt */
     EMU_EXEC_TRIPLE_FAULT, /* a fault while delivering #DF: the PC resets */
     EMU_EXEC_ERROR,        /* an instruction the emu cannot execute, logged */
+    EMU_EXEC_DEBUG,        /* a debugger breakpoint or single step (debug_active) */
 };
 
 /* ---- The interpreter (exec.c) ---- */

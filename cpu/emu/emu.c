@@ -162,6 +162,23 @@ static void emu_state_reset(struct emu_state *s, bool bsp)
 
 /* ---- the accelerator ---- */
 
+/* A device slot (framebuffer BAR) moved or changed its dirty logging: every vCPU drops its TLB before running
+ * on. Stale entries until then still point at the slot's memory, which lives as long as the machine. */
+static void emu_slot_changed(void *opaque, unsigned index)
+{
+    struct accel *a = opaque;
+    for (unsigned i = 0; a->vcpus && i < a->ncpus; i++) {
+        struct vcpu *v = &a->vcpus[i];
+        struct emu_vcpu *ev = v->priv;
+        if (!ev)
+            continue;
+        __atomic_store_n(&ev->cpu.tlb_flush_request, 1, __ATOMIC_RELEASE);
+        a->ops->vcpu_kick(v);
+    }
+}
+
+static const struct guest_memory_listener emu_memory_listener = {emu_slot_changed, NULL};
+
 static bool emu_available(char **why)
 {
     (void)why;
@@ -174,12 +191,22 @@ static int emu_init(struct accel *a, char **error)
         *error = g_strdup("the emu CPU needs the userspace interrupt controllers in the machine");
         return -EINVAL;
     }
+    machine_lock(a->machine);
+    a->machine->mem.listener = &emu_memory_listener;
+    a->machine->mem.listener_opaque = a;
+    machine_unlock(a->machine);
     return 0;
 }
 
 static void emu_destroy(struct accel *a)
 {
-    (void)a;
+    struct machine *m = a->machine;
+    machine_lock(m);
+    if (m->mem.listener_opaque == a) {
+        m->mem.listener = NULL;
+        m->mem.listener_opaque = NULL;
+    }
+    machine_unlock(m);
 }
 
 static void emu_lapic_kick(void *opaque)
@@ -288,6 +315,8 @@ static enum vcpu_exit_reason emu_vcpu_run(struct vcpu *v)
     struct emu_vcpu *ev = to_ev(v);
     struct emu_cpu *cpu = &ev->cpu;
     for (;;) {
+        if (__atomic_exchange_n(&cpu->tlb_flush_request, 0, __ATOMIC_ACQ_REL))
+            emu_tlb_flush_all(&cpu->mmu);
         if (__atomic_exchange_n(&cpu->exit_request, 0, __ATOMIC_ACQ_REL))
             return VCPU_EXIT_KICKED;
         if (cpu->s.halted || cpu->s.wait_for_sipi) {
@@ -317,6 +346,8 @@ static enum vcpu_exit_reason emu_vcpu_run(struct vcpu *v)
             return VCPU_EXIT_TRIPLE_FAULT;
         case EMU_EXEC_ERROR:
             return VCPU_EXIT_ERROR;
+        case EMU_EXEC_DEBUG:
+            return VCPU_EXIT_DEBUG;
         }
     }
 }
@@ -425,6 +456,25 @@ static int emu_set_sregs(struct vcpu *v, const struct vcpu_sregs *i)
     return 0;
 }
 
+/* ---- debugging (gdbstub) ---- */
+
+G_STATIC_ASSERT(EMU_DEBUG_MAX_BREAKPOINTS <= VCPU_DEBUG_MAX_BREAKPOINTS);
+
+static int emu_set_guest_debug(struct vcpu *v, const struct vcpu_debug *d)
+{
+    struct emu_cpu *cpu = &to_ev(v)->cpu;
+    if (d->nbreakpoints > EMU_DEBUG_MAX_BREAKPOINTS)
+        return -ENOSPC;
+    cpu->debug_step = d->single_step;
+    cpu->debug_stepped = false;
+    cpu->debug_skip = d->skip_current;
+    cpu->debug_skip_rip = cpu->s.rip;
+    cpu->debug_nbp = d->nbreakpoints;
+    memcpy(cpu->debug_bp, d->breakpoints, d->nbreakpoints * sizeof(d->breakpoints[0]));
+    cpu->debug_active = d->single_step || d->nbreakpoints > 0;
+    return 0;
+}
+
 const struct accel_ops emu_accel_ops = {
     .name = "emu",
     .available = emu_available,
@@ -439,4 +489,6 @@ const struct accel_ops emu_accel_ops = {
     .set_regs = emu_set_regs,
     .get_sregs = emu_get_sregs,
     .set_sregs = emu_set_sregs,
+    .set_guest_debug = emu_set_guest_debug,
+    .max_breakpoints = EMU_DEBUG_MAX_BREAKPOINTS,
 };

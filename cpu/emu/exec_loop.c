@@ -197,6 +197,7 @@ static int fetch_decode_slow(struct exec_ctx *x)
 
     x->rip = s->rip;
     x->in = &x->slow_in;
+    x->mode = code_mode(s); /* block_at sets it too, but tracing and debugging do not call it */
     if ((r = fetch_linear(x, &lin)))
         return r;
     if (!emu_mem_fetch(x->mmu, lin, &fe, &f))
@@ -632,6 +633,29 @@ static inline void retire_shadow(struct emu_state *s, const struct exec_ctx *x)
         s->irq_shadow_rip = 0;
 }
 
+/* ---- the debugger's hook (gdbstub, cpu->debug_*) ----
+ * With debug_active, before each instruction (after event delivery): whether to stop with EMU_EXEC_DEBUG, at
+ * a breakpoint at RIP or once a single step has run. */
+static bool debug_stop(struct emu_cpu *cpu)
+{
+    uint64_t rip = cpu->s.rip;
+    if (cpu->debug_stepped) {
+        cpu->debug_stepped = false;
+        return true;
+    }
+    bool skip = cpu->debug_skip && rip == cpu->debug_skip_rip;
+    cpu->debug_skip = false;
+    if (!skip) {
+        for (unsigned i = 0; i < cpu->debug_nbp; i++) {
+            if (cpu->debug_bp[i] == rip)
+                return true;
+        }
+    }
+    /* This instruction runs now; after a single step the next boundary stops. */
+    cpu->debug_stepped = cpu->debug_step;
+    return false;
+}
+
 static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bool *deferred)
 {
     struct emu_state *s = &cpu->s;
@@ -658,16 +682,21 @@ static enum emu_exec_status run_loop(struct emu_cpu *cpu, uint64_t max_insns, bo
             *deferred = false;
             __atomic_store_n(&cpu->interrupt_hint, 1, __ATOMIC_RELEASE);
         }
-        if (__atomic_load_n(&cpu->interrupt_hint, __ATOMIC_ACQUIRE)) {
+        /* (A debugger's single step runs with interrupts held back: they wait for the next continue.) */
+        if (__atomic_load_n(&cpu->interrupt_hint, __ATOMIC_ACQUIRE) && !cpu->debug_step) {
             prev = NULL;
             if (!check_events(cpu, &x, deferred))
                 return EMU_EXEC_TRIPLE_FAULT;
         }
         if (s->halted || s->wait_for_sipi)
             return EMU_EXEC_HALT;
+        /* The debugger's hook (gdbstub): with debugging on, instructions run one by one on the slow path. */
+        if (__builtin_expect(cpu->debug_active, 0) && debug_stop(cpu))
+            return EMU_EXEC_DEBUG;
         x.shadow = false;
 
-        struct block *b = __builtin_expect(emu_trace_level < 2, 1) ? block_at(&x, prev, prev_exit) : NULL;
+        bool blocks = __builtin_expect(emu_trace_level < 2 && !cpu->debug_active, 1);
+        struct block *b = blocks ? block_at(&x, prev, prev_exit) : NULL;
         prev = NULL;
         if (!b) {
             /* One instruction on its own. */

@@ -482,7 +482,7 @@ static struct emu_tlb_entry *tlb_fill(struct emu_mmu *mmu, unsigned idx, uint64_
             w_flags = EMU_TLB_SLOW;
         } else {
             mem = EMU_TLB_RAM;
-            if (mmu->m->mem.dirty_logging || emu_code_page_marked(mmu, ppage))
+            if (slot->dirty || emu_code_page_marked(mmu, ppage))
                 w_flags = EMU_TLB_SLOW;
         }
     }
@@ -594,7 +594,7 @@ static void store_piece(struct emu_mmu *mmu, const struct page_ref *r, const uin
         mmio_write(mmu, r->phys, buf, n);
         return;
     default:
-        if (mmu->m->mem.dirty_logging)
+        if (mmu->m->mem.dirty_logging || mmu->m->mem.slot_logging)
             guest_mem_map_write(&mmu->m->mem, r->phys, n);
         memcpy(r->host, buf, n);
         code_write(mmu, r->phys, n);
@@ -725,7 +725,8 @@ int emu_mmu_init(struct emu_mmu *mmu, struct emu_state *cpu, struct machine *m)
     mmu->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     const struct guest_memory *gm = &m->mem;
     for (unsigned i = 0; i < gm->nslots; i++) {
-        if (gm->slots[i].readonly)
+        /* Device memory (framebuffers) moves with its BAR: blocks decoded there compare their bytes instead. */
+        if (gm->slots[i].readonly || gm->slots[i].device)
             continue;
         uint64_t pages = gm->slots[i].size / GUEST_PAGE_SIZE;
         mmu->code_pages[i] = g_try_new0(unsigned long, (pages + BITS_PER_LONG - 1) / BITS_PER_LONG);

@@ -63,7 +63,8 @@ struct emu_fault {
  *   MOV CR3 (PCIDE=0)                                   emu_tlb_flush_nonglobal
  *   INVLPG                                              emu_tlb_flush_page (global entries too)
  *   CR0.PG/WP, CR4.PGE/PAE/PSE/SMEP/SMAP/PCIDE, EFER.NXE changes, task switches with a CR3 load when PGE=0,
- *   guest_memory_dirty_log_start (fast write tags filled before it would bypass the dirty log)
+ *   guest_memory_dirty_log_start (fast write tags filled before it would bypass the dirty log),
+ *   device memory mapped, moved, unmapped or logged (the emu backend's guest_memory_listener)
  *                                                       emu_tlb_flush_all
  * Changes of CPL or EFLAGS.AC need nothing. Code-page marking updates the TLB itself. */
 enum emu_mmu_index {

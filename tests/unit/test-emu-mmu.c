@@ -1067,6 +1067,53 @@ static void test_dirty_log(void)
     teardown();
 }
 
+static void collect_offset(void *opaque, uint64_t off)
+{
+    g_array_append_val((GArray *)opaque, off);
+}
+
+/* A device slot (framebuffer BAR) is RAM to the MMU wherever it is mapped; with its own dirty log on, writes
+ * leave the fast path and are logged; after a move (and the backend's flush) the old place is gone. */
+static void test_device_slot_logged_and_moved(void)
+{
+    setup();
+    cpu.cr0 = EMU_CR0_PE;
+    uint8_t *host = NULL;
+    int idx = guest_memory_add_device(&m.mem, 1 << 20, &host);
+    g_assert_cmpint(idx, >, 0);
+    g_assert_cmpint(guest_memory_map_device(&m.mem, (unsigned)idx, 0xC0000000), ==, 0);
+    emu_tlb_flush_all(&mmu);
+    wr(0xC0002000, 4, 0x11223344);
+    g_assert_cmphex(le32_load(host + 0x2000), ==, 0x11223344);
+    g_assert_nonnull(emu_tlb_host_write(&mmu, EMU_MMU_SUPER, 0xC0002000, 4)); /* fast while not logged */
+
+    g_assert_cmpint(guest_memory_slot_dirty_log_start(&m.mem, (unsigned)idx), ==, 0);
+    emu_tlb_flush_all(&mmu);
+    wr(0xC0002008, 4, 0x55);
+    wr(0xC0007ffe, 4, 0x66); /* crosses into page 8 */
+    g_assert_null(emu_tlb_host_write(&mmu, EMU_MMU_SUPER, 0xC0002000, 4));
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    guest_memory_slot_dirty_collect(&m.mem, (unsigned)idx, 0, 1 << 20, collect_offset, a);
+    g_assert_cmpuint(a->len, ==, 3);
+    g_assert_cmphex(g_array_index(a, uint64_t, 0), ==, 0x2000);
+    g_assert_cmphex(g_array_index(a, uint64_t, 1), ==, 0x7000);
+    g_assert_cmphex(g_array_index(a, uint64_t, 2), ==, 0x8000);
+    g_array_unref(a);
+    g_assert_cmphex(le32_load(host + 0x2008), ==, 0x55);
+
+    /* moved: the new address reaches the same bytes, the old one is unclaimed bus space */
+    g_assert_cmpint(guest_memory_map_device(&m.mem, (unsigned)idx, 0xD0000000), ==, 0);
+    emu_tlb_flush_all(&mmu);
+    uint64_t v = 0;
+    struct emu_fault f;
+    g_assert_true(emu_mem_read(&mmu, 0xD0002000, 4, 0, &v, &f));
+    g_assert_cmphex(v, ==, 0x11223344);
+    g_assert_true(emu_mem_read(&mmu, 0xC0002000, 4, 0, &v, &f));
+    g_assert_cmphex(v, ==, 0xffffffff);
+    guest_memory_slot_dirty_log_stop(&m.mem, (unsigned)idx);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1095,5 +1142,6 @@ int main(int argc, char **argv)
     g_test_add_func("/emu-mmu/long/non-canonical-is-gp", test_non_canonical);
     g_test_add_func("/emu-mmu/walk/tables-outside-ram-not-present", test_tables_outside_ram);
     g_test_add_func("/emu-mmu/dirty-log/every-write-is-logged", test_dirty_log);
+    g_test_add_func("/emu-mmu/device-slot/logged-writes-and-move", test_device_slot_logged_and_moved);
     return g_test_run();
 }

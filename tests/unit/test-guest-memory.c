@@ -489,6 +489,113 @@ static void test_dirty_log_high_slot(void)
     guest_memory_destroy(&gm);
 }
 
+/* ---- device slots (RAM-like BARs) */
+
+static unsigned changes[GUEST_MEMORY_MAX_SLOTS];
+static void on_slot_changed(void *opaque, unsigned index)
+{
+    changes[index]++;
+}
+static const struct guest_memory_listener change_counter = {on_slot_changed, NULL};
+
+static void test_device_slot_map_move_unmap(void)
+{
+    struct guest_memory gm;
+    g_assert_cmpint(guest_memory_init(&gm, 16 * MiB), ==, 0);
+    memset(changes, 0, sizeof(changes));
+    gm.listener = &change_counter;
+    uint8_t *host = NULL;
+    int idx = guest_memory_add_device(&gm, 4 * MiB, &host);
+    g_assert_cmpint(idx, ==, 1);
+    g_assert_nonnull(host);
+    g_assert_true(gm.slots[idx].unmapped);
+    g_assert_null(guest_memory_find(&gm, GUEST_MEMORY_UNMAPPED_GPA, 1)); /* unmapped: nothing reaches it */
+    g_assert_cmpuint(changes[idx], ==, 0);
+
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 0xC0000000), ==, 0);
+    g_assert_cmpuint(changes[idx], ==, 1);
+    g_assert_true(guest_mem_map_read(&gm, 0xC0000000 + 16, 4) == host + 16);
+    g_assert_true(guest_memory_is_ram(&gm, 0xC0000000, 4 * MiB));
+    g_assert_false(guest_memory_is_ram(&gm, 0xC0000000, 4 * MiB + 1));
+    g_assert_cmpint(guest_mem_write_u32(&gm, 0xC0000100, 0x12345678), ==, 0);
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 0xC0000000), ==, 0); /* same place: no news */
+    g_assert_cmpuint(changes[idx], ==, 1);
+
+    /* moved: the bytes follow, the old place is a hole */
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 0xD0000000), ==, 0);
+    g_assert_cmpuint(changes[idx], ==, 2);
+    uint32_t v;
+    g_assert_cmpint(guest_mem_read_u32(&gm, 0xD0000100, &v), ==, 0);
+    g_assert_cmphex(v, ==, 0x12345678);
+    g_assert_cmpint(guest_mem_read_u32(&gm, 0xC0000100, &v), ==, -EFAULT);
+
+    /* refused places leave it unmapped */
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 8 * MiB), ==, -EEXIST); /* over RAM */
+    g_assert_true(gm.slots[idx].unmapped);
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 0xD0000800), ==, -EINVAL); /* unaligned */
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, UINT64_MAX & ~0xFFFULL), ==, -EINVAL);
+    g_assert_cmpint(guest_memory_map_device(&gm, 0, 0xD0000000), ==, -EINVAL); /* RAM is not a device slot */
+    g_assert_cmpint(guest_memory_map_device(&gm, 7, 0xD0000000), ==, -EINVAL);
+    g_assert_cmpint(guest_memory_map_device(&gm, (unsigned)idx, 0xD0000000), ==, 0);
+    unsigned before = changes[idx];
+    guest_memory_unmap_device(&gm, (unsigned)idx);
+    guest_memory_unmap_device(&gm, (unsigned)idx);
+    g_assert_cmpuint(changes[idx], ==, before + 1);
+    g_assert_false(guest_memory_is_ram(&gm, 0xD0000000, 4));
+    g_assert_cmpint(guest_memory_add_device(&gm, 4097, &host), ==, -EINVAL);
+    guest_memory_destroy(&gm);
+}
+
+static void collect_offset_cb(void *opaque, uint64_t off)
+{
+    g_array_append_val((GArray *)opaque, off);
+}
+
+static void test_device_slot_dirty_log(void)
+{
+    struct guest_memory gm;
+    g_assert_cmpint(guest_memory_init(&gm, 16 * MiB), ==, 0);
+    memset(changes, 0, sizeof(changes));
+    gm.listener = &change_counter;
+    uint8_t *host = NULL;
+    unsigned idx = (unsigned)guest_memory_add_device(&gm, 1 * MiB, &host);
+    g_assert_cmpint(guest_memory_map_device(&gm, idx, 0xC0000000), ==, 0);
+    g_assert_cmpint(guest_memory_slot_dirty_log_start(&gm, idx), ==, 0);
+    g_assert_cmpuint(changes[idx], ==, 2); /* mapped, then logged: the CPU backend must hear about both */
+    g_assert_cmpuint(gm.slot_logging, ==, 1);
+    g_assert_false(gm.dirty_logging);
+    g_assert_null(gm.slots[0].dirty); /* RAM is not logged */
+    g_assert_cmpint(guest_mem_write_u8(&gm, 0xC0003001, 1), ==, 0);
+    g_assert_cmpint(guest_mem_write_u8(&gm, 0xC0005000, 1), ==, 0);
+    g_assert_cmpint(guest_mem_write_u8(&gm, 0x1000, 1), ==, 0);
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    guest_memory_slot_dirty_collect(&gm, idx, 0x4000, 1 * MiB, collect_offset_cb, a); /* from 0x4000 on */
+    g_assert_cmpuint(a->len, ==, 1);
+    g_assert_cmphex(g_array_index(a, uint64_t, 0), ==, 0x5000);
+    g_array_set_size(a, 0);
+    guest_memory_slot_dirty_collect(&gm, idx, 0, UINT64_MAX, collect_offset_cb, a);
+    g_assert_cmpuint(a->len, ==, 1);
+    g_assert_cmphex(g_array_index(a, uint64_t, 0), ==, 0x3000);
+    g_array_set_size(a, 0);
+    guest_memory_slot_dirty_collect(&gm, idx, 0, 1 * MiB, collect_offset_cb, a);
+    g_assert_cmpuint(a->len, ==, 0);
+    /* the global log comes and goes without taking the slot's log with it */
+    g_assert_cmpint(guest_memory_dirty_log_start(&gm), ==, 0);
+    guest_memory_dirty_log_stop(&gm);
+    g_assert_nonnull(gm.slots[idx].dirty);
+    g_assert_null(gm.slots[0].dirty);
+    g_assert_cmpint(guest_mem_write_u8(&gm, 0xC0000000, 1), ==, 0);
+    guest_memory_slot_dirty_collect(&gm, idx, 0, 1 * MiB, collect_offset_cb, a);
+    g_assert_cmpuint(a->len, ==, 1);
+    guest_memory_slot_dirty_log_stop(&gm, idx);
+    g_assert_null(gm.slots[idx].dirty);
+    g_assert_cmpuint(gm.slot_logging, ==, 0);
+    g_assert_cmpuint(changes[idx], ==, 3);
+    g_assert_cmpint(guest_memory_slot_dirty_log_start(&gm, 9), ==, -EINVAL);
+    g_array_unref(a);
+    guest_memory_destroy(&gm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -509,5 +616,7 @@ int main(int argc, char **argv)
     g_test_add_func("/guest-memory/dirty/collect-range-clears-only-range", test_dirty_log_collect_range);
     g_test_add_func("/guest-memory/dirty/stop-frees-and-stops-marking", test_dirty_log_stop);
     g_test_add_func("/guest-memory/dirty/high-slot", test_dirty_log_high_slot);
+    g_test_add_func("/guest-memory/device/map-move-unmap", test_device_slot_map_move_unmap);
+    g_test_add_func("/guest-memory/device/slot-dirty-log", test_device_slot_dirty_log);
     return g_test_run();
 }

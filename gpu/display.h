@@ -1,0 +1,115 @@
+/* The display interface: what a display device publishes (a surface, damage, a hardware cursor, mode changes,
+ * a resize hook) and what front ends (screendump, VNC, SPICE) consume, without either side knowing the other.
+ */
+#ifndef DESKVM_DISPLAY_H
+#define DESKVM_DISPLAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <pixman.h>
+
+struct machine;
+struct display;
+
+/* Frames per second of the refresh the display core runs while anyone listens. */
+#define DISPLAY_REFRESH_HZ 30
+/* Hardware cursor images are at most this big (virtio-gpu and QXL use 64x64). */
+#define DISPLAY_CURSOR_MAX 256
+
+struct display_cursor {
+    pixman_image_t *image; /* PIXMAN_a8r8g8b8, or NULL: no shape (the cursor is invisible) */
+    int hot_x, hot_y;      /* hotspot inside the image */
+    int x, y;              /* where the hotspot is, in surface pixels */
+    bool visible;
+};
+
+/* What a display device implements. All calls hold the machine lock. */
+struct display_ops {
+    /* Consumers are about to collect damage: a device that cannot see guest writes (a dumb framebuffer) turns
+     * its write tracking into display_add_damage here. May be NULL. */
+    void (*refresh)(struct display *d);
+    /* Someone listens (on) or nobody does any more (off): a device may track damage only while wanted. */
+    void (*set_tracking)(struct display *d, bool on);
+    /* A client asks for width x height. True if the device passed the request on to the guest; the new mode
+     * arrives later as a surface change, if the guest acts on it. NULL: the mode is the guest's alone. */
+    bool (*request_resize)(struct display *d, unsigned width, unsigned height);
+};
+
+/* What a consumer implements. Called on the main loop without the machine lock, from display_refresh. */
+struct display_listener_ops {
+    /* A new surface (mode change, pan, or the first call after subscribing): all its pixels are new. surface
+     * is NULL while the display is off. The consumer may keep a reference (pixman_image_ref) to read pixels
+     * later; they stay readable while the machine exists, though the guest keeps writing into them. */
+    void (*surface)(void *opaque, struct display *d, pixman_image_t *surface);
+    /* Pixels inside region (surface coordinates, clipped to the surface) changed since the last call. */
+    void (*damage)(void *opaque, struct display *d, const pixman_region32_t *region);
+    /* The cursor's shape, position or visibility changed. May be NULL. */
+    void (*cursor)(void *opaque, struct display *d, const struct display_cursor *cursor);
+};
+
+struct display_listener {
+    const struct display_listener_ops *ops;
+    void *opaque;
+    uint64_t surface_gen; /* the surface it last saw (0: none yet) */
+    uint64_t cursor_gen;
+};
+
+/* One output (head) of a display device; embedded in the device's state. */
+struct display {
+    const char *name;  /* the device id QMP knows it by ("video0") */
+    const char *model; /* the device model ("bochs-display") */
+    unsigned head;
+    const struct display_ops *ops;
+    void *opaque; /* the device */
+    struct machine *m;
+    struct display *next; /* m->displays */
+
+    /* Device side: changed under the machine lock. */
+    pixman_image_t *surface;
+    uint64_t surface_gen;
+    pixman_region32_t damage; /* accumulated since the last display_refresh */
+    struct display_cursor cursor;
+    uint64_t cursor_gen;
+
+    /* Consumer side: main loop only. */
+    GPtrArray *listeners; /* struct display_listener * */
+    guint refresh_source;
+};
+
+/* ---- devices (machine lock held) */
+
+void display_init(struct display *d, struct machine *m, const char *name, const char *model, unsigned head,
+                  const struct display_ops *ops, void *opaque);
+/* Publishes d in m->displays (creation order), or takes it out again; unregister drops the surface, cursor
+ * and any listener left (it does not call them). */
+void display_register(struct display *d);
+void display_unregister(struct display *d);
+/* A new surface (takes its own reference; NULL: display off). Damage collected so far is dropped: consumers
+ * take the new surface whole. */
+void display_set_surface(struct display *d, pixman_image_t *surface);
+/* Marks a rectangle changed (clipped to the surface; nothing without one). */
+void display_add_damage(struct display *d, int x, int y, int width, int height);
+/* Cursor shape (image may be NULL; a reference is taken) with its hotspot, and position/visibility. */
+void display_set_cursor(struct display *d, pixman_image_t *image, int hot_x, int hot_y);
+void display_move_cursor(struct display *d, int x, int y, bool visible);
+
+/* ---- consumers (main loop) */
+
+/* The display with QMP id or model name `name` and head, or the first display when name is NULL. */
+struct display *display_find(struct machine *m, const char *name, unsigned head);
+/* The current surface with a reference the caller drops (pixman_image_unref), or NULL while the display is
+ * off. Call holding the machine lock. */
+pixman_image_t *display_get_surface(struct display *d);
+/* Subscribes: from the next display_refresh on, the consumer gets the surface, then damage and cursor
+ * changes. The first listener switches the device's tracking on and starts the refresh timer
+ * (DISPLAY_REFRESH_HZ on the default main context); the last one leaving stops both. */
+struct display_listener *display_add_listener(struct display *d, const struct display_listener_ops *ops,
+                                              void *opaque);
+void display_remove_listener(struct display *d, struct display_listener *l);
+/* Collects what changed (takes the machine lock for the device's refresh and the hand-over, then drops it)
+ * and tells every listener. The timer calls this; a consumer may call it too, to be up to date now. */
+void display_refresh(struct display *d);
+
+#endif
