@@ -308,20 +308,22 @@ void input_send_button(struct input *in, enum input_button button, bool down)
     input_send_event(in, &ev);
 }
 
-void input_send_abs(struct input *in, enum input_axis axis, int32_t value)
+static void send_move(struct input *in, enum input_event_type type, enum input_axis axis, int32_t value)
 {
-    struct input_event ev = {.type = INPUT_EVENT_ABS};
+    struct input_event ev = {.type = type};
     ev.move.axis = axis;
     ev.move.value = value;
     input_send_event(in, &ev);
 }
 
+void input_send_abs(struct input *in, enum input_axis axis, int32_t value)
+{
+    send_move(in, INPUT_EVENT_ABS, axis, value);
+}
+
 void input_send_rel(struct input *in, enum input_axis axis, int32_t delta)
 {
-    struct input_event ev = {.type = INPUT_EVENT_REL};
-    ev.move.axis = axis;
-    ev.move.value = delta;
-    input_send_event(in, &ev);
+    send_move(in, INPUT_EVENT_REL, axis, delta);
 }
 
 void input_sync(struct input *in)

@@ -18,9 +18,7 @@
 
 struct qtest {
     struct machine *m;
-    struct listen_spec spec;
-    int listen_fd;
-    guint listen_watch;
+    struct listener listener;
     int fd;
     guint in_watch;
     GString *in;
@@ -289,21 +287,17 @@ static gboolean qtest_on_input(gint fd, GIOCondition cond, gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
-static gboolean qtest_on_accept(gint fd, GIOCondition cond, gpointer data)
+static void qtest_on_accept(void *opaque, int c)
 {
-    struct qtest *q = data;
-    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (c < 0)
-        return G_SOURCE_CONTINUE;
+    struct qtest *q = opaque;
     if (q->fd >= 0) {
         close(c);
         log_warn("qtest: refused a second client");
-        return G_SOURCE_CONTINUE;
+        return;
     }
     q->fd = c;
     q->in_watch = g_unix_fd_add(c, G_IO_IN | G_IO_HUP | G_IO_ERR, qtest_on_input, q);
     log_info("qtest: client connected");
-    return G_SOURCE_CONTINUE;
 }
 
 struct qtest *qtest_start(struct machine *m, struct listen_spec *spec, char **error)
@@ -313,25 +307,17 @@ struct qtest *qtest_start(struct machine *m, struct listen_spec *spec, char **er
     q->fd = -1;
     q->in = g_string_new(NULL);
     q->events = g_string_new(NULL);
-    q->listen_fd = listen_socket_open(spec, error);
-    if (q->listen_fd < 0) {
+    if (!listen_start(&q->listener, "qtest", spec, qtest_on_accept, q, error)) {
         g_string_free(q->in, TRUE);
         g_string_free(q->events, TRUE);
         g_free(q);
         return NULL;
     }
-    q->spec.kind = spec->kind;
-    q->spec.path = g_strdup(spec->path);
-    q->spec.host = g_strdup(spec->host);
-    q->spec.port = spec->port;
-    q->listen_watch = g_unix_fd_add(q->listen_fd, G_IO_IN, qtest_on_accept, q);
     machine_lock(m);
     q->inner = m->irqchip;
     q->inner_opaque = m->irqchip_opaque;
     machine_set_irqchip(m, &qtest_irqchip_ops, q);
     machine_unlock(m);
-    g_autofree char *where = listen_spec_to_string(&q->spec);
-    log_info("qtest: listening on %s", where);
     return q;
 }
 
@@ -344,11 +330,7 @@ void qtest_stop(struct qtest *q)
     if (q->m->irqchip == &qtest_irqchip_ops)
         machine_set_irqchip(q->m, q->inner, q->inner_opaque);
     machine_unlock(q->m);
-    g_source_remove(q->listen_watch);
-    close(q->listen_fd);
-    if (q->spec.kind == LISTEN_UNIX)
-        unlink(q->spec.path);
-    listen_spec_clear(&q->spec);
+    listen_stop(&q->listener);
     g_string_free(q->in, TRUE);
     g_string_free(q->events, TRUE);
     g_free(q);

@@ -6,13 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <glib-unix.h>
-
 #include "gdb_packet.h"
 #include "gdb_x86.h"
 #include "guest_paging.h"
 #include "log.h"
 #include "machine.h"
+#include "sock_client.h"
 #include "vcpu.h"
 
 /* Signals in stop replies: SIGINT after an interrupt, SIGTRAP after a breakpoint or step. */
@@ -23,14 +22,10 @@
 
 struct gdb_client {
     struct gdbstub *g;
-    int fd;
-    guint in_watch;
-    guint out_watch;
-    GByteArray *out;
+    struct sock_client conn;
     GByteArray *last; /* the last packet sent, for a retransmit */
     unsigned retransmits;
     bool no_ack;
-    bool closing;
     struct gdb_parser parser;
 };
 
@@ -39,13 +34,10 @@ struct gdbstub {
     struct vm_machine *vmm;
     struct accel *accel;
     struct machine *m;
-    struct listen_spec spec;
-    int listen_fd;
-    guint listen_watch;
+    struct listener listener;
     unsigned vm_listener;
     struct gdb_client *client;
-    GPtrArray *closed; /* clients freed from an idle, outside their own callbacks */
-    guint reap_idle;
+    struct sock_client_reaper reaper;
 
     bool waiting;      /* the VM runs for the debugger: a stop reply is owed */
     unsigned cur;      /* vCPU of g/G/p/P/m/M (Hg) */
@@ -61,49 +53,17 @@ static struct log_ratelimit gdb_rl = LOG_RATELIMIT_INIT(5000, 10);
 
 /* ---- output ---- */
 
-static void client_close(struct gdb_client *c, const char *why);
-
-static gboolean client_on_writable(gint fd, GIOCondition cond, gpointer data);
-
-static void client_drain(struct gdb_client *c)
-{
-    while (c->out->len) {
-        ssize_t n = send(c->fd, c->out->data, c->out->len, MSG_NOSIGNAL);
-        if (n > 0) {
-            g_byte_array_remove_range(c->out, 0, (guint)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->out_watch)
-                c->out_watch = g_unix_fd_add(c->fd, G_IO_OUT, client_on_writable, c);
-            return;
-        }
-        client_close(c, n < 0 ? g_strerror(errno) : "write failed");
-        return;
-    }
-}
-
-static gboolean client_on_writable(gint fd, GIOCondition cond, gpointer data)
-{
-    struct gdb_client *c = data;
-    c->out_watch = 0;
-    client_drain(c);
-    return G_SOURCE_REMOVE;
-}
+static void client_close(void *opaque, const char *why);
 
 static void client_queue(struct gdb_client *c, const void *data, size_t len)
 {
-    if (c->closing)
+    if (c->conn.closing)
         return;
-    if (c->out->len + len > GDBSTUB_MAX_PENDING_OUTPUT) {
+    if (c->conn.out->len + len > GDBSTUB_MAX_PENDING_OUTPUT) {
         client_close(c, "it does not read its replies");
         return;
     }
-    g_byte_array_append(c->out, data, (guint)len);
-    if (!c->out_watch)
-        client_drain(c);
+    sock_client_send(&c->conn, data, len);
 }
 
 static void send_packet(struct gdb_client *c, const char *data, size_t len)
@@ -846,86 +806,59 @@ static bool on_input(void *opaque, enum gdb_input what, const char *data, size_t
     case GDB_INPUT_PACKET:
         if (!c->no_ack)
             client_queue(c, "+", 1);
-        if (!c->closing)
+        if (!c->conn.closing)
             handle_packet(g, data, len);
         break;
     }
-    return !c->closing;
+    return !c->conn.closing;
 }
 
 static void client_free(gpointer p)
 {
     struct gdb_client *c = p;
-    if (c->fd >= 0)
-        close(c->fd);
-    g_byte_array_unref(c->out);
+    sock_client_destroy(&c->conn);
     g_byte_array_unref(c->last);
     g_free(c);
 }
 
-static gboolean reap_closed(gpointer data)
+static void client_close(void *opaque, const char *why)
 {
-    struct gdbstub *g = data;
-    g->reap_idle = 0;
-    g_ptr_array_set_size(g->closed, 0);
-    return G_SOURCE_REMOVE;
-}
-
-static void client_close(struct gdb_client *c, const char *why)
-{
-    if (c->closing)
+    struct gdb_client *c = opaque;
+    if (!sock_client_stop(&c->conn))
         return;
     struct gdbstub *g = c->g;
-    c->closing = true;
     log_info("gdb: client disconnected (%s)", why);
-    if (c->in_watch)
-        g_source_remove(c->in_watch);
-    if (c->out_watch)
-        g_source_remove(c->out_watch);
-    c->in_watch = c->out_watch = 0;
     if (g->client == c) {
         g->client = NULL;
         detach(g);
     }
-    g_ptr_array_add(g->closed, c);
-    if (!g->reap_idle)
-        g->reap_idle = g_idle_add_full(G_PRIORITY_HIGH, reap_closed, g, NULL);
+    sock_client_reaper_add(&g->reaper, c);
 }
 
-static gboolean client_on_readable(gint fd, GIOCondition cond, gpointer data)
+static void client_receive(void *opaque, const char *data, size_t len)
 {
-    struct gdb_client *c = data;
-    char buf[4096];
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n > 0) {
-        gdb_parser_feed(&c->parser, buf, (size_t)n, on_input, c);
-        return c->closing ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
-    }
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return G_SOURCE_CONTINUE;
-    c->in_watch = 0;
-    client_close(c, n == 0 ? "end of stream" : g_strerror(errno));
-    return G_SOURCE_REMOVE;
+    struct gdb_client *c = opaque;
+    gdb_parser_feed(&c->parser, data, len, on_input, c);
 }
 
-static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
+static const struct sock_client_ops client_ops = {
+    .receive = client_receive,
+    .closed = client_close,
+};
+
+static void on_accept(void *opaque, int cfd)
 {
-    struct gdbstub *g = data;
-    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (cfd < 0)
-        return G_SOURCE_CONTINUE;
+    struct gdbstub *g = opaque;
     if (g->client) {
         log_warn("gdb: refusing a second debugger connection (one at a time)");
         close(cfd);
-        return G_SOURCE_CONTINUE;
+        return;
     }
     struct gdb_client *c = g_new0(struct gdb_client, 1);
     c->g = g;
-    c->fd = cfd;
-    c->out = g_byte_array_new();
     c->last = g_byte_array_new();
     gdb_parser_init(&c->parser);
-    c->in_watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_on_readable, c);
+    sock_client_init(&c->conn, cfd, &client_ops, c);
     g->client = c;
     g->cur = 0;
     g->cont = -1;
@@ -935,7 +868,6 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
     g->nbp = 0;
     log_info("gdb: debugger connected; stopping the VM");
     stop_vm(g);
-    return G_SOURCE_CONTINUE;
 }
 
 struct gdbstub *gdbstub_start(struct vm *vm, struct vm_machine *vmm, struct listen_spec *spec, char **error)
@@ -946,27 +878,20 @@ struct gdbstub *gdbstub_start(struct vm *vm, struct vm_machine *vmm, struct list
             g_strdup("the gdbstub needs a machine with vCPUs (--kernel or --firmware, not --accel qtest)");
         return NULL;
     }
-    int fd = listen_socket_open(spec, error);
-    if (fd < 0)
-        return NULL;
     struct gdbstub *g = g_new0(struct gdbstub, 1);
+    if (!listen_start(&g->listener, "gdb", spec, on_accept, g, error)) {
+        g_free(g);
+        return NULL;
+    }
     g->vm = vm;
     g->vmm = vmm;
     g->accel = a;
     g->m = a->machine;
-    g->listen_fd = fd;
-    g->spec.kind = spec->kind;
-    g->spec.path = g_strdup(spec->path);
-    g->spec.host = g_strdup(spec->host);
-    g->spec.port = spec->port;
-    g->closed = g_ptr_array_new_with_free_func(client_free);
+    sock_client_reaper_init(&g->reaper, client_free);
     g->cont = -1;
     g->stop_signal = GDB_SIGTRAP;
-    g->listen_watch = g_unix_fd_add(fd, G_IO_IN, on_accept, g);
     g->vm_listener = vm_add_listener(vm, on_vm_event, g);
     vm_machine_set_debug_handler(vmm, on_debug_exit, g);
-    g_autofree char *where = listen_spec_to_string(&g->spec);
-    log_info("gdb: listening on %s", where);
     return g;
 }
 
@@ -976,20 +901,15 @@ void gdbstub_free(struct gdbstub *g)
         return;
     if (g->client) {
         struct gdb_client *c = g->client;
+        GByteArray *out = c->conn.out;
         /* A last best-effort flush (the exit reply after a kill or poweroff). */
-        if (c->out->len && send(c->fd, c->out->data, c->out->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        if (out->len && send(c->conn.fd, out->data, out->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             log_debug("gdb: final reply not sent: %s", g_strerror(errno));
         client_close(c, "deskvm exits");
     }
     vm_machine_set_debug_handler(g->vmm, NULL, NULL);
     vm_remove_listener(g->vm, g->vm_listener);
-    g_source_remove(g->listen_watch);
-    close(g->listen_fd);
-    if (g->spec.kind == LISTEN_UNIX)
-        unlink(g->spec.path);
-    listen_spec_clear(&g->spec);
-    if (g->reap_idle)
-        g_source_remove(g->reap_idle);
-    g_ptr_array_unref(g->closed);
+    listen_stop(&g->listener);
+    sock_client_reaper_destroy(&g->reaper);
     g_free(g);
 }

@@ -1,4 +1,4 @@
-/* Listening sockets (unix and loopback TCP) shared by QMP and character devices. */
+/* Listening sockets (unix and loopback TCP) shared by QMP, the GDB stub, qtest and character devices. */
 #include "listen.h"
 
 #include <arpa/inet.h>
@@ -12,6 +12,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <glib-unix.h>
+
+#include "log.h"
 
 static bool parse_flags(char **parts, char **error)
 {
@@ -222,4 +226,41 @@ static int open_tcp(struct listen_spec *spec, char **error)
 int listen_socket_open(struct listen_spec *spec, char **error)
 {
     return spec->kind == LISTEN_UNIX ? open_unix(spec, error) : open_tcp(spec, error);
+}
+
+static gboolean listener_on_accept(gint fd, GIOCondition cond, gpointer data)
+{
+    struct listener *l = data;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd >= 0)
+        l->on_accept(l->opaque, cfd);
+    return G_SOURCE_CONTINUE;
+}
+
+bool listen_start(struct listener *l, const char *who, struct listen_spec *spec,
+                  void (*on_accept)(void *opaque, int fd), void *opaque, char **error)
+{
+    int fd = listen_socket_open(spec, error);
+    if (fd < 0)
+        return false;
+    l->fd = fd;
+    l->spec.kind = spec->kind;
+    l->spec.path = g_strdup(spec->path);
+    l->spec.host = g_strdup(spec->host);
+    l->spec.port = spec->port;
+    l->on_accept = on_accept;
+    l->opaque = opaque;
+    l->watch = g_unix_fd_add(fd, G_IO_IN, listener_on_accept, l);
+    g_autofree char *where = listen_spec_to_string(&l->spec);
+    log_info("%s: listening on %s", who, where);
+    return true;
+}
+
+void listen_stop(struct listener *l)
+{
+    g_source_remove(l->watch);
+    close(l->fd);
+    if (l->spec.kind == LISTEN_UNIX)
+        unlink(l->spec.path);
+    listen_spec_clear(&l->spec);
 }

@@ -34,4 +34,21 @@ int listen_socket_open(struct listen_spec *spec, char **error);
 /* Whether a TCP host string names a loopback address. */
 bool listen_host_is_loopback(const char *host);
 
+/* A listening socket on the GLib main loop; each accepted connection (non-blocking, close-on-exec) goes to
+ * on_accept, which owns its fd from then on. */
+struct listener {
+    struct listen_spec spec; /* a copy of the address, with the bound port */
+    int fd;
+    guint watch;
+    void (*on_accept)(void *opaque, int fd);
+    void *opaque;
+};
+
+/* Opens SPEC as listen_socket_open does (spec->port is updated too), watches it and logs "WHO: listening on
+ * ADDRESS". Returns false with a message in *error. */
+bool listen_start(struct listener *l, const char *who, struct listen_spec *spec,
+                  void (*on_accept)(void *opaque, int fd), void *opaque, char **error);
+/* Stops listening, closes the socket and removes a unix socket's file. */
+void listen_stop(struct listener *l);
+
 #endif

@@ -85,6 +85,14 @@ int qcow2_refcount_init(struct qcow2_state *s, GError **errp)
         return r;
     s->reftable_dirty_lo = UINT32_MAX;
     s->reftable_dirty_hi = 0;
+    /* An image opened for writing gets its whole refcount table checked now: allocating with a refcount block
+     * that is misplaced could hand out clusters still in use. A bad entry marks the image corrupt (writes
+     * refused, reads still served) instead of failing the open. */
+    for (uint32_t ti = 0; s->writable && !s->corrupt && ti < s->reftable_size; ti++) {
+        uint64_t e = s->reftable[ti];
+        if (e & REFT_RESERVED_MASK || (e & (s->cluster_size - 1)) || (e && e + s->cluster_size > s->file_end))
+            qcow2_signal_corruption(s, NULL, "refcount table entry %u (0x%" PRIx64 ") is invalid", ti, e);
+    }
     return 0;
 }
 

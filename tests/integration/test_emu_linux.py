@@ -6,13 +6,13 @@ commands; two vCPUs come up; a plain vmlinux ELF boots too. The kernel log must 
 emulation bugs."""
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, build_guest_image, read_manifest, tmpdir, wait_for  # noqa: E402
+from deskvm_harness import (SerialSocket, build_guest_image, guest_command, read_manifest, read_text,  # noqa: E402
+                            tmpdir, wait_exit, wait_for)
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -29,39 +29,24 @@ def boot(cmdline, kernel=None, serial=None, extra=()):
     d = tmpdir()
     out = serial or "file:" + os.path.join(d, "serial.txt")
     log = os.path.join(d, "log.txt")
-    args = [DESKVM, "--accel", "emu", "--memory", "512M", "--kernel", kernel or os.path.join(image, "vmlinuz"),
-            "--initrd", os.path.join(image, "initrd.img"), "--append", cmdline, "--serial", out,
-            "--log-file", log] + list(extra)
+    args = guest_command(image, cmdline, out, log, kernel=kernel, extra=extra)
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return p, d, log
 
 
 def finish(p, timeout):
     start = time.monotonic()
-    try:
-        rc = p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        rc = "timeout"
+    rc = wait_exit(p, timeout)
     p.stderr.close()
     return rc, time.monotonic() - start
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 # 1. Boot, load every module, run guest programs, power off.
 run = "guest-sysinfo; echo emu-says-$((6*7))"
 p, d, log = boot(f'console=ttyS0 deskvm_modules=all deskvm_run="{run}"')
 rc, secs = finish(p, BOOT_TIMEOUT)
-out = read(os.path.join(d, "serial.txt"))
-logtext = read(log)
+out = read_text(os.path.join(d, "serial.txt"))
+logtext = read_text(log)
 t.diag(f"boot + modules + run + poweroff on emu: {secs:.1f} s")
 t.ok(f"Linux version {manifest.get('kernel_version', '')}" in out, "the kernel starts on the software CPU",
      out[:2000] + logtext[-2000:])
@@ -88,37 +73,18 @@ sock_dir = tmpdir()
 sock_path = os.path.join(sock_dir, "serial.sock")
 p, d, log = boot("console=ttyS0 quiet", serial="unix:" + sock_path)
 s = None
-buf = b""
 try:
     if wait_for(lambda: os.path.exists(sock_path), timeout=10):
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(sock_path)
-        s.settimeout(1)
-
-        def wait_text(needle, timeout):
-            global buf
-            end = time.monotonic() + timeout
-            while needle not in buf and time.monotonic() < end:
-                try:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                except socket.timeout:
-                    pass
-            return needle in buf
-
-        shell = wait_text(b"DESKVM-GUEST: shell-begin", BOOT_TIMEOUT)
-        t.ok(shell, "the guest offers a shell on the serial console", buf[-2000:].decode(errors="replace"))
+        s = SerialSocket(sock_path)
+        shell = s.wait_text(b"DESKVM-GUEST: shell-begin", BOOT_TIMEOUT)
+        t.ok(shell, "the guest offers a shell on the serial console", s.tail(2000))
         time.sleep(0.5)
         s.sendall(b"echo typed-$((1000+337))\n")
-        t.ok(wait_text(b"typed-1337", 30), "a command typed on the console runs and answers",
-             buf[-1000:].decode(errors="replace"))
+        t.ok(s.wait_text(b"typed-1337", 30), "a command typed on the console runs and answers", s.tail(1000))
         s.sendall(b"uname -m; cat /proc/cpuinfo | grep -c ^processor\n")
-        t.ok(wait_text(b"x86_64", 30), "uname -m says x86_64", buf[-1000:].decode(errors="replace"))
+        t.ok(s.wait_text(b"x86_64", 30), "uname -m says x86_64", s.tail(1000))
         s.sendall(b"exit 5\n")
-        t.ok(wait_text(b"DESKVM-GUEST: shell-exit 5", 30), "exit leaves the shell with its status",
-             buf[-1000:].decode(errors="replace"))
+        t.ok(s.wait_text(b"DESKVM-GUEST: shell-exit 5", 30), "exit leaves the shell with its status", s.tail(1000))
     else:
         t.ok(False, "the serial socket appears")
 finally:
@@ -130,9 +96,9 @@ t.eq(rc, 0, "leaving the shell powers the guest off and deskvm exits 0")
 # 3. SMP: two vCPUs, each a host thread running the interpreter; the APs start through INIT/SIPI.
 p, d, log = boot('console=ttyS0 quiet deskvm_run="guest-sysinfo"', extra=["--cpus", "2"])
 rc, secs = finish(p, BOOT_TIMEOUT)
-out = read(os.path.join(d, "serial.txt"))
+out = read_text(os.path.join(d, "serial.txt"))
 t.ok("DESKVM-SYSINFO: cpus_online=2" in out and rc == 0, "with --cpus 2 both CPUs come online and the guest powers off",
-     out[-2000:] + read(log)[-1000:])
+     out[-2000:] + read_text(log)[-1000:])
 
 # 4. A plain vmlinux ELF (deskvm's own decompressed copy of the bzImage payload, from its cache).
 cache = os.path.join(os.environ.get("DESKVM_CACHE", os.path.expanduser("~/.cache/deskvm")), "vmlinux")
@@ -145,9 +111,9 @@ if os.path.isdir(cache):
 if vmlinux:
     p, d, log = boot('console=ttyS0 quiet deskvm_run="echo elf-boot-ok"', kernel=vmlinux)
     rc, secs = finish(p, BOOT_TIMEOUT)
-    out = read(os.path.join(d, "serial.txt"))
+    out = read_text(os.path.join(d, "serial.txt"))
     t.ok("elf-boot-ok" in out and rc == 0, "a vmlinux ELF boots on emu, runs a command and powers off",
-         out[-2000:] + read(log)[-1000:])
+         out[-2000:] + read_text(log)[-1000:])
 else:
     t.ok(False, "deskvm cached the decompressed vmlinux during the first boot", cache)
 t.done()

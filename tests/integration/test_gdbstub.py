@@ -13,7 +13,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, QmpClient, build_guest_image, tmpdir, wait_for  # noqa: E402
+from deskvm_harness import (DESKVM, QmpClient, SerialSocket, build_guest_image, guest_command,  # noqa: E402
+                            kvm_usable, tmpdir, wait_for)
 from payloads import PAYLOADS  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -405,25 +406,10 @@ def debian_guest():
     d = tmpdir()
     sock_path = os.path.join(d, "serial.sock")
     log = os.path.join(d, "log.txt")
-    p = subprocess.Popen([DESKVM, "--accel", "emu", "--memory", "512M", "--kernel", os.path.join(img.dir, "vmlinuz"),
-                          "--initrd", os.path.join(img.dir, "initrd.img"), "--append", "console=ttyS0 quiet nokaslr",
-                          "--serial", "unix:" + sock_path, "--gdb", "tcp:127.0.0.1:0", "--log-file", log],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = guest_command(img.dir, "console=ttyS0 quiet nokaslr", "unix:" + sock_path, log,
+                         extra=["--gdb", "tcp:127.0.0.1:0"])
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     s = None
-    buf = b""
-
-    def wait_re(pattern, timeout):
-        nonlocal buf
-        end = time.monotonic() + timeout
-        while not re.search(pattern, buf) and time.monotonic() < end:
-            try:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-            except socket.timeout:
-                pass
-        return re.search(pattern, buf)
 
     try:
         m = wait_for(lambda: os.path.exists(log) and re.search(r"gdb: listening on tcp:127\.0\.0\.1:(\d+)",
@@ -432,17 +418,14 @@ def debian_guest():
             t.ok(False, "debian: deskvm starts with --gdb", open(log).read()[-2000:] if os.path.exists(log) else "")
             return
         port = int(m.group(1))
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(sock_path)
-        s.settimeout(1)
-        if not t.ok(wait_re(rb"DESKVM-GUEST: shell-begin", 240), "debian: the guest boots to its shell",
-                    buf[-2000:].decode(errors="replace")):
+        s = SerialSocket(sock_path)
+        if not t.ok(s.wait_re(rb"DESKVM-GUEST: shell-begin", 240), "debian: the guest boots to its shell", s.tail(2000)):
             return
         time.sleep(0.5)
         s.sendall(b"grep ' __x64_sys_newuname$' /proc/kallsyms; echo KSYM-$((40+2))\n")
-        m = wait_re(rb"([0-9a-f]{16}) T __x64_sys_newuname\s", 30)
-        wait_re(rb"KSYM-42", 30)
-        if not t.ok(m, "debian: /proc/kallsyms names __x64_sys_newuname", buf[-1000:].decode(errors="replace")):
+        m = s.wait_re(rb"([0-9a-f]{16}) T __x64_sys_newuname\s", 30)
+        s.wait_re(rb"KSYM-42", 30)
+        if not t.ok(m, "debian: /proc/kallsyms names __x64_sys_newuname", s.tail(1000)):
             return
         addr = int(m.group(1), 16)
         script = os.path.join(d, "cmds.gdb")
@@ -466,7 +449,7 @@ def debian_guest():
              "when the shell runs uname (rip equals it, in ring 0)", out[-2000:])
         t.ok(v.get("STEP", 0) > addr and v.get("STEP", 0) - addr <= 15 and re.search(r"=> 0x%x:\s+\S+" % addr, out),
              "debian: gdb disassembles there and stepi moves past one instruction", out[-2000:])
-        t.ok(wait_re(rb"x86_64", 60), "debian: after detach the shell answers", buf[-500:].decode(errors="replace"))
+        t.ok(s.wait_re(rb"x86_64", 60), "debian: after detach the shell answers", s.tail(500))
         s.sendall(b"exit 0\n")
         rc = p.wait(timeout=60)
         t.eq(rc, 0, "debian: leaving the shell powers off and deskvm exits 0")
@@ -496,15 +479,6 @@ def trace_64bit():
     t.ok("emu cpu0: 0018:00000000000f1000 CMP (9 bytes)" in text and
          "emu cpu0: 0018:00000000000f1009 JCC (2 bytes)" in text,
          "the slow path decodes 64-bit code as 64-bit (--trace-cpu 2 on the payload's wait loop)", text[-1500:])
-
-
-def kvm_usable():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-        os.close(fd)
-        return None
-    except OSError as e:
-        return f"/dev/kvm: {e.strerror}"
 
 
 if not GDB:

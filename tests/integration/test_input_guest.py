@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, QmpClient, build_guest_image, tmpdir, wait_for  # noqa: E402
+from deskvm_harness import QmpClient, build_guest_image, guest_command, read_text, tmpdir, wait_for  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -29,30 +29,20 @@ log = os.path.join(d, "log.txt")
 qmp_path = os.path.join(d, "qmp.sock")
 
 
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 # Events wanted: KEY_A down+up (2), ABS_X + ABS_Y (2), BTN_LEFT down (1), REL_WHEEL (1).
 run = "guest-evdev 150 6"
-args = [DESKVM, "--accel", "emu", "--memory", "256M", "--kernel", os.path.join(image, "vmlinuz"),
-        "--initrd", os.path.join(image, "initrd.img"),
-        "--append", f'console=ttyS0 quiet deskvm_modules=virtio_pci,virtio_input,evdev deskvm_run="{run}"',
-        "--serial", "file:" + serial, "--log-file", log, "--qmp", "unix:" + qmp_path,
-        "--device", "virtio-keyboard", "--device", "virtio-tablet"]
+args = guest_command(image, f'console=ttyS0 quiet deskvm_modules=virtio_pci,virtio_input,evdev deskvm_run="{run}"',
+                     "file:" + serial, log, memory="256M",
+                     extra=["--qmp", "unix:" + qmp_path, "--device", "virtio-keyboard", "--device", "virtio-tablet"])
 start = time.monotonic()
 p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 rc = None
 try:
-    ready = wait_for(lambda: "DESKVM-EVDEV: ready" in read(serial) or p.poll() is not None, timeout=BOOT_TIMEOUT,
-                     interval=0.2)
-    out = read(serial)
+    ready = wait_for(lambda: "DESKVM-EVDEV: ready" in read_text(serial) or p.poll() is not None,
+                     timeout=BOOT_TIMEOUT, interval=0.2)
+    out = read_text(serial)
     t.ok("DESKVM-EVDEV: ready 2" in out, "the guest opened both deskvm input devices",
-         out[-3000:] + "\n--- log ---\n" + read(log)[-1500:])
+         out[-3000:] + "\n--- log ---\n" + read_text(log)[-1500:])
     t.diag(f"boot to evdev ready on emu: {time.monotonic() - start:.1f} s")
     if "DESKVM-EVDEV: ready" in out:
         q = QmpClient(qmp_path)
@@ -80,7 +70,7 @@ finally:
         p.wait()
     p.stderr.close()
 
-out, logtext = read(serial), read(log)
+out, logtext = read_text(serial), read_text(log)
 ctx = out[-3000:] + "\n--- deskvm log ---\n" + logtext[-1500:]
 t.eq(rc, 0, "the guest reads its events and powers off; deskvm exits 0")
 t.ok("DESKVM-GUEST: module-failed" not in out, "virtio_pci, virtio_input and evdev load", ctx)

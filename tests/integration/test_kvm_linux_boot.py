@@ -11,18 +11,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, build_guest_image, tmpdir  # noqa: E402
+from deskvm_harness import DESKVM, build_guest_image, kvm_usable, tmpdir  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
-
-
-def kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return None
-    except OSError as e:
-        return f"/dev/kvm: {e.strerror}"
 
 
 why = kvm_usable()

@@ -8,20 +8,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, tmpdir  # noqa: E402
+from deskvm_harness import DESKVM, kvm_usable, tmpdir  # noqa: E402
 from payloads import PAYLOADS, check_payloads  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
-
-
-def kvm_usable():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-        os.close(fd)
-        return None
-    except OSError as e:
-        return f"/dev/kvm: {e.strerror}"
 
 
 why = kvm_usable()

@@ -6,10 +6,10 @@ display-off image, atomic writes, and the --display/--resolution option checks."
 import os
 import struct
 import sys
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from deskvm_harness import QmpClient, run_deskvm  # noqa: E402
+from png import decode_png  # noqa: E402
 from qtest import QtestMachine  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -22,45 +22,6 @@ ID, XRES, YRES, BPP, ENABLE, BANK, VIRT_WIDTH, VIRT_HEIGHT, X_OFFSET, Y_OFFSET, 
 ENABLED, LFB_ENABLED = 0x01, 0x40
 QEXT_ENDIANNESS = 0x604
 CHUNK = 256 * 1024  # bytes per qtest `write` (the protocol allows 512 KiB)
-
-
-def decode_png(data):
-    """(width, height, rows of RGB bytes) of an 8-bit RGB non-interlaced PNG."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("not a PNG")
-    pos, idat, ihdr = 8, b"", None
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        if zlib.crc32(kind + body) != struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0]:
-            raise ValueError(f"bad CRC in {kind}")
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    w, h, depth, ctype, _, _, interlace = ihdr
-    if depth != 8 or ctype != 2 or interlace:
-        raise ValueError(f"unexpected PNG format {ihdr}")
-    raw, stride, rows, prev = zlib.decompress(idat), 3 * w, [], bytearray(3 * w)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            b, c = prev[i], (prev[i - 3] if i >= 3 else 0)
-            if f == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        rows.append(bytes(line))
-        prev = line
-    return w, h, rows
 
 
 def decode_ppm(data):

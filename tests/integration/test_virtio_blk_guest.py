@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, build_guest_image, run_deskvm, tmpdir  # noqa: E402
+from deskvm_harness import build_guest_image, guest_command, read_text, run_deskvm, tmpdir, wait_exit  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -97,34 +97,19 @@ run = ("for d in vda vdb vdc; do echo VBLK-DEV $d $(cat /sys/block/$d/size) $(ca
        "echo VBLK-RB $(dd if=/dev/vdb bs=1M skip=16 count=1 2>/dev/null | md5sum)")
 serial = os.path.join(d, "serial.txt")
 log = os.path.join(d, "log.txt")
-args = [DESKVM, "--accel", "emu", "--memory", "256M", "--kernel", os.path.join(image, "vmlinuz"),
-        "--initrd", os.path.join(image, "initrd.img"),
-        "--append", f'console=ttyS0 quiet deskvm_modules=virtio_pci,virtio_blk deskvm_run="{run}"',
-        "--serial", "file:" + serial, "--log-file", log,
-        "--disk", f"file={raw},format=raw,discard=unmap",
-        "--disk", f"file={qcow},format=qcow2",
-        "--disk", f"file={ro},format=raw,readonly=on"]
+args = guest_command(image, f'console=ttyS0 quiet deskvm_modules=virtio_pci,virtio_blk deskvm_run="{run}"',
+                     "file:" + serial, log, memory="256M",
+                     extra=["--disk", f"file={raw},format=raw,discard=unmap",
+                            "--disk", f"file={qcow},format=qcow2",
+                            "--disk", f"file={ro},format=raw,readonly=on"])
 start = time.monotonic()
 p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-try:
-    rc = p.wait(timeout=BOOT_TIMEOUT)
-except subprocess.TimeoutExpired:
-    p.kill()
-    p.wait()
-    rc = "timeout"
+rc = wait_exit(p, BOOT_TIMEOUT)
 p.stderr.close()
 t.diag(f"boot + disk checks + poweroff on emu: {time.monotonic() - start:.1f} s")
 
 
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-out, logtext = read(serial), read(log)
+out, logtext = read_text(serial), read_text(log)
 ctx = out[-3000:] + "\n--- deskvm log ---\n" + logtext[-1500:]
 eq(rc, 0, "the guest runs the disk checks and powers off; deskvm exits 0", ctx)
 t.ok("DESKVM-GUEST: module-failed" not in out, "virtio_pci and virtio_blk load", ctx)

@@ -68,6 +68,82 @@ def read_manifest(path):
     return values
 
 
+def read_text(path):
+    """A file's text ("" while it does not exist yet), e.g. a serial or log file deskvm is still writing."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def kvm_usable():
+    """None when /dev/kvm can be opened, else the reason it cannot (for a skip)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+        os.close(fd)
+        return None
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+
+
+def guest_command(image, cmdline, serial, log, memory="512M", kernel=None, extra=()):
+    """deskvm's command line for the test guest image on the software CPU: its kernel (or KERNEL) and initrd, the
+    kernel command line, SERIAL as --serial's value and LOG as the log file, then EXTRA."""
+    return [DESKVM, "--accel", "emu", "--memory", memory, "--kernel", kernel or os.path.join(image, "vmlinuz"),
+            "--initrd", os.path.join(image, "initrd.img"), "--append", cmdline, "--serial", serial,
+            "--log-file", log] + list(extra)
+
+
+def wait_exit(proc, timeout):
+    """The process's exit code, or "timeout" after killing it when it runs longer than TIMEOUT seconds."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "timeout"
+
+
+class SerialSocket:
+    """A guest's serial console on deskvm's unix socket (--serial unix:PATH): keeps what the guest printed in
+    buf and waits for text to appear in it."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.sock.settimeout(1)
+        self.buf = b""
+
+    def wait(self, found, timeout):
+        """Reads until found(buf) is true, the guest closes the socket or TIMEOUT seconds pass; returns found(buf)."""
+        end = time.monotonic() + timeout
+        while not found(self.buf) and time.monotonic() < end:
+            try:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+            except socket.timeout:
+                pass
+        return found(self.buf)
+
+    def wait_text(self, needle, timeout):
+        return self.wait(lambda b: needle in b, timeout)
+
+    def wait_re(self, pattern, timeout):
+        return self.wait(lambda b: re.search(pattern, b), timeout)
+
+    def tail(self, n):
+        return self.buf[-n:].decode(errors="replace")
+
+    def sendall(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        self.sock.close()
+
+
 def wait_for(pred, timeout=10.0, interval=0.02):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -7,60 +7,20 @@
  *   0xF1040 GDB_LOOP   incl %ebx; cmpl $3, %ebx; jne GDB_LOOP */
 #include "common.inc"
 
-#define PML4 0x10000
-#define PDPT 0x11000
-#define PD   0x12000
+#define PAGE_TABLES 0x10000
 #define MAILBOX 0x9000
 
-    .code16
-    .section .text.start, "ax"
-    .globl start
-start:
-    cli
-    xorw %ax, %ax
-    movw %ax, %ss
-    movw $0x7000, %sp
+    REAL_MODE_START
     ENTER_PROTECTED_MODE pm32
 
-    .code32
 pm32:
-    /* Identity map the first 1 GiB with 2 MiB pages. */
-    movl $PML4, %edi
-    xorl %eax, %eax
-    movl $(3 * 4096 / 4), %ecx
-    rep stosl
-    movl $(PDPT | 3), PML4
-    movl $(PD | 3), PDPT
-    movl $PD, %edi
-    movl $0x83, %eax
-    movl $512, %ecx
-1:  movl %eax, (%edi)
-    movl $0, 4(%edi)
-    addl $0x200000, %eax
-    addl $8, %edi
-    loop 1b
-    movl %cr4, %eax
-    orl $0x20, %eax          /* PAE */
-    movl %eax, %cr4
-    movl $PML4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx   /* EFER.LME */
-    rdmsr
-    orl $0x100, %eax
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80000000, %eax    /* PG */
-    movl %eax, %cr0
-    ljmpl $0x18, $(ROM_LOW + lm64)
+    ENTER_LONG_MODE PAGE_TABLES, lm64
 
+    .code32
 #include "serial32.inc"
 
     .code64
 lm64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %ss
-    movq $0x7000, %rsp
     movl $(ROM_LOW + msg_ready), %esi
     call puts32
     xorl %ecx, %ecx

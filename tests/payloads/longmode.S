@@ -4,18 +4,9 @@
  * Proves KVM's handling of the mode transitions deskvm's machine must support for firmware. */
 #include "common.inc"
 
-#define PML4 0x10000
-#define PDPT 0x11000
-#define PD   0x12000
+#define PAGE_TABLES 0x10000
 
-    .code16
-    .section .text.start, "ax"
-    .globl start
-start:
-    cli
-    xorw %ax, %ax
-    movw %ax, %ss
-    movw $0x7000, %sp
+    REAL_MODE_START
     movw $0xF000, %ax
     movw %ax, %ds
     movw $msg_real, %si
@@ -55,44 +46,13 @@ pm32:
     call putc32
 3:
 
-    /* Identity map the first 1 GiB with 2 MiB pages. */
-    movl $PML4, %edi
-    xorl %eax, %eax
-    movl $(3 * 4096 / 4), %ecx
-    rep stosl
-    movl $(PDPT | 3), PML4
-    movl $(PD | 3), PDPT
-    movl $PD, %edi
-    movl $0x83, %eax        /* present, writable, 2 MiB page */
-    movl $512, %ecx
-1:  movl %eax, (%edi)
-    movl $0, 4(%edi)
-    addl $0x200000, %eax
-    addl $8, %edi
-    loop 1b
+    ENTER_LONG_MODE PAGE_TABLES, lm64
 
-    movl %cr4, %eax
-    orl $0x20, %eax          /* PAE */
-    movl %eax, %cr4
-    movl $PML4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx   /* EFER */
-    rdmsr
-    orl $0x100, %eax         /* LME */
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80000000, %eax    /* PG */
-    movl %eax, %cr0
-    ljmpl $0x18, $(ROM_LOW + lm64)
-
+    .code32
 #include "serial32.inc"
 
     .code64
 lm64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %ss
-    movq $0x7000, %rsp
     movl $(ROM_LOW + msg_long), %esi
     call puts32
     /* A 64-bit result only long mode can compute: 0x123456789 * 16 = 0x1234567890. */

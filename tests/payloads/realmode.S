@@ -3,14 +3,7 @@
  * PM block on the KVM backend. */
 #include "common.inc"
 
-    .code16
-    .section .text.start, "ax"
-    .globl start
-start:
-    cli
-    xorw %ax, %ax
-    movw %ax, %ss
-    movw $0x7000, %sp
+    REAL_MODE_START
     movw $0xF000, %ax
     movw %ax, %ds
 

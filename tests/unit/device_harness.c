@@ -2,10 +2,13 @@
 #include "device_harness.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <glib.h>
 
 #include "lapic.h"
+#include "log.h"
 
 void dh_machine_init_cfg(struct machine *m, const struct machine_config *cfg,
                          const struct machine_device *const *devices, unsigned n)
@@ -189,4 +192,26 @@ uint64_t dh_pio_read_unchecked(struct machine *m, uint64_t port, unsigned size)
     uint64_t v = 0;
     io_bus_read(&m->pio, port, size, &v);
     return v;
+}
+
+static int log_fd = -1;
+
+void dh_log_capture(void)
+{
+    if (log_fd < 0) {
+        log_fd = memfd_create("dh-log", 0);
+        g_assert_cmpint(log_fd, >=, 0);
+    }
+    g_assert_cmpint(ftruncate(log_fd, 0), ==, 0);
+    g_assert_cmpint(lseek(log_fd, 0, SEEK_SET), ==, 0);
+    log_set_fd(log_fd);
+}
+
+void dh_assert_logged(const char *needle)
+{
+    off_t n = lseek(log_fd, 0, SEEK_END);
+    g_autofree char *s = g_malloc0((size_t)n + 1);
+    g_assert_cmpint(pread(log_fd, s, (size_t)n, 0), ==, n);
+    if (!strstr(s, needle))
+        g_error("log does not contain \"%s\":\n%s", needle, s);
 }

@@ -86,4 +86,9 @@ void dh_writel(struct machine *m, uint64_t addr, uint32_t value);
 /* What a CPU reads from a port whether or not anything claims it (all ones if nothing does). */
 uint64_t dh_pio_read_unchecked(struct machine *m, uint64_t port, unsigned size);
 
+/* Sends deskvm's log to an empty in-memory file (until log_set_fd(STDERR_FILENO)), for dh_assert_logged. */
+void dh_log_capture(void);
+/* Fails the test unless the captured log contains needle. */
+void dh_assert_logged(const char *needle);
+
 #endif

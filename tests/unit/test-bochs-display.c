@@ -3,8 +3,6 @@
  * the mapped framebuffer becoming damage, BAR moves remapping the memory (and telling the CPU backend),
  * reset, and hostile register values that must leave the surface inside VRAM or off. */
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <glib.h>
 
@@ -17,27 +15,6 @@
 #define DEVFN PCI_DEVFN(BOCHS_DISPLAY_SLOT, 0)
 
 static struct machine m;
-static int log_fd = -1;
-
-/* Guest-triggered warnings go to a memory file the tests read. */
-static void log_capture(void)
-{
-    if (log_fd < 0)
-        log_fd = memfd_create("bochs-log", 0);
-    g_assert_cmpint(log_fd, >=, 0);
-    g_assert_cmpint(ftruncate(log_fd, 0), ==, 0);
-    g_assert_cmpint(lseek(log_fd, 0, SEEK_SET), ==, 0);
-    log_set_fd(log_fd);
-}
-
-static void assert_logged(const char *needle)
-{
-    off_t n = lseek(log_fd, 0, SEEK_END);
-    g_autofree char *s = g_malloc0((size_t)n + 1);
-    g_assert_cmpint(pread(log_fd, s, (size_t)n, 0), ==, n);
-    if (!strstr(s, needle))
-        g_error("log does not contain \"%s\":\n%s", needle, s);
-}
 
 /* ---------------------------------------------------------------- set-up and accessors */
 
@@ -371,7 +348,7 @@ static void test_mode_linux_sequence(void)
 static void test_mode_hostile_values(void)
 {
     setup_mapped();
-    log_capture();
+    dh_log_capture();
     linux_setmode(1024, 768);
     /* huge sizes: the frame would leave VRAM, so the display goes off */
     dispi_write(VBE_DISPI_INDEX_XRES, 0xffff);
@@ -381,7 +358,7 @@ static void test_mode_hostile_values(void)
     dispi_write(VBE_DISPI_INDEX_YRES, 0xffff);
     g_assert_null(surface());
     dispi_write(VBE_DISPI_INDEX_YRES, 768);
-    assert_logged(
+    dh_assert_logged(
         "guest mode 1024x65535, 32 bpp, virtual width 1024, offset 0,0 refused: frame does not fit");
     /* depths the device cannot show */
     static const uint16_t bad_bpp[] = {0, 1, 4, 8, 15, 24, 33, 0xffff};
@@ -389,7 +366,7 @@ static void test_mode_hostile_values(void)
         dispi_write(VBE_DISPI_INDEX_BPP, bad_bpp[i]);
         g_assert_null(surface());
     }
-    assert_logged("refused: unsupported bits per pixel");
+    dh_assert_logged("refused: unsupported bits per pixel");
     dispi_write(VBE_DISPI_INDEX_BPP, 32);
     g_assert_nonnull(surface());
     /* a virtual width below the width is raised to it */
@@ -556,7 +533,7 @@ static const struct guest_memory_listener counting_listener = {count_slot_change
 static void test_bar_move_remaps_memory(void)
 {
     setup_mapped();
-    log_capture();
+    dh_log_capture();
     m.mem.listener = &counting_listener;
     slot_changes = 0;
     uint64_t a = bar(0);
@@ -589,7 +566,7 @@ static void test_bar_move_remaps_memory(void)
     g_assert_false(guest_memory_is_ram(&m.mem, b, 4));
     cfg_write(PCI_BASE_ADDRESS_0, 0x1000000, 4);
     g_assert_true(guest_mem_map_read(&m.mem, 0x1000000, 4) == m.mem.base + 0x1000000);
-    assert_logged("BAR0 at 0x1000000 (0x1000000 bytes) overlaps RAM; left unmapped");
+    dh_assert_logged("BAR0 at 0x1000000 (0x1000000 bytes) overlaps RAM; left unmapped");
 
     /* the bus path (before a CPU sees the new map) reaches the same bytes */
     cfg_write(PCI_BASE_ADDRESS_0, (uint32_t)a, 4);

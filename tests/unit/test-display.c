@@ -99,6 +99,14 @@ static pixman_image_t *make_surface(int w, int h)
     return pixman_image_create_bits(PIXMAN_x8r8g8b8, w, h, pixels, w * 4);
 }
 
+/* The device shows a new w x h surface (the display keeps its own reference). */
+static void show_surface(int w, int h)
+{
+    pixman_image_t *s = make_surface(w, h);
+    display_set_surface(&dev.d, s);
+    pixman_image_unref(s);
+}
+
 static void setup(void)
 {
     dh_machine_init(&m, NULL, 0, 1, 16 << 20);
@@ -119,9 +127,7 @@ static void test_first_refresh_gives_surface(void)
     setup();
     struct seen a;
     seen_init(&a);
-    pixman_image_t *s = make_surface(64, 48);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(64, 48);
     struct display_listener *l = display_add_listener(&dev.d, &seen_ops, &a);
     g_assert_cmpuint(dev.tracking_on, ==, 1);
     display_refresh(&dev.d);
@@ -159,9 +165,7 @@ static void test_damage_accumulates_and_clips(void)
     setup();
     struct seen a;
     seen_init(&a);
-    pixman_image_t *s = make_surface(64, 48);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(64, 48);
     struct display_listener *l = display_add_listener(&dev.d, &seen_ops, &a);
     display_refresh(&dev.d);
 
@@ -196,15 +200,11 @@ static void test_surface_change_drops_damage(void)
     setup();
     struct seen a;
     seen_init(&a);
-    pixman_image_t *s = make_surface(64, 48);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(64, 48);
     struct display_listener *l = display_add_listener(&dev.d, &seen_ops, &a);
     display_refresh(&dev.d);
     display_add_damage(&dev.d, 0, 0, 8, 8);
-    s = make_surface(32, 16);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(32, 16);
     display_refresh(&dev.d);
     g_assert_cmpuint(a.surfaces, ==, 2);
     g_assert_cmpuint(a.damages, ==, 0);
@@ -227,9 +227,7 @@ static void test_every_listener_gets_the_same(void)
     struct seen a, b;
     seen_init(&a);
     seen_init(&b);
-    pixman_image_t *s = make_surface(64, 48);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(64, 48);
     struct display_listener *la = display_add_listener(&dev.d, &seen_ops, &a);
     display_refresh(&dev.d);
     display_add_damage(&dev.d, 4, 4, 4, 4);
@@ -260,9 +258,7 @@ static void test_listener_may_remove_itself(void)
     struct seen a, b;
     seen_init(&a);
     seen_init(&b);
-    pixman_image_t *s = make_surface(64, 48);
-    display_set_surface(&dev.d, s);
-    pixman_image_unref(s);
+    show_surface(64, 48);
     a.self = display_add_listener(&dev.d, &seen_ops, &a);
     a.remove_on_damage = true;
     struct display_listener *lb = display_add_listener(&dev.d, &seen_ops, &b);

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -29,28 +28,8 @@
 static char *tmp_dir;
 static struct virtio_blk *disk;
 static uint16_t next_desc;
-static int log_fd = -1;
 
 /* ---------------------------------------------------------------- set-up */
-
-static void log_capture(void)
-{
-    if (log_fd < 0)
-        log_fd = memfd_create("virtio-blk-log", 0);
-    g_assert_cmpint(log_fd, >=, 0);
-    g_assert_cmpint(ftruncate(log_fd, 0), ==, 0);
-    g_assert_cmpint(lseek(log_fd, 0, SEEK_SET), ==, 0);
-    log_set_fd(log_fd);
-}
-
-static void assert_logged(const char *needle)
-{
-    off_t n = lseek(log_fd, 0, SEEK_END);
-    g_autofree char *s = g_malloc0((size_t)n + 1);
-    g_assert_cmpint(pread(log_fd, s, (size_t)n, 0), ==, n);
-    if (!strstr(s, needle))
-        g_error("log does not contain \"%s\":\n%s", needle, s);
-}
 
 static char *tmp_path(const char *name)
 {
@@ -80,41 +59,13 @@ static uint8_t raw_byte(uint64_t off)
     return (uint8_t)((off / 512) * 3 + off % 512);
 }
 
-static void queue_init(uint16_t size)
-{
-    struct vd_queue *x = &vd_q[0];
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
-    g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), ==, QSIZE);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_SIZE, size, 2);
-    *x = (struct vd_queue){size, 0x100000, 0x108000, 0x110000, 0};
-    g_assert_cmpint(guest_mem_fill(&vd_m.mem, 0x100000, 0, 0x20000), ==, 0);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_MSIX, 1, 2);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_DESCLO, (uint32_t)x->desc, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_DESCHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_AVAILLO, (uint32_t)x->avail, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_AVAILHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_USEDLO, (uint32_t)x->used, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_USEDHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
-    next_desc = 0;
-    /* Interrupts off unless a test counts them (the recorder holds DH_MSIS messages). */
-    vd_mem_w16(x->avail, VIRTQ_AVAIL_F_NO_INTERRUPT);
-}
-
 /* The driver's initialisation sequence for the one queue; returns the negotiated features. */
 static uint64_t blk_init(uint64_t want, uint16_t size)
 {
-    vd_set_status(0);
-    vd_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    uint64_t f = vd_device_features() & want;
-    vd_write_driver_features(f);
-    uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    vd_set_status(s);
-    g_assert_cmphex(vd_status(), ==, s);
-    vd_common_wr(VIRTIO_PCI_COMMON_MSIX, 0, 2);
-    queue_init(size);
-    vd_set_status(s | VIRTIO_CONFIG_S_DRIVER_OK);
-    g_assert_cmphex(vd_status(), ==, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    uint64_t f = vd_init_queues(want, true, 1, QSIZE, size);
+    next_desc = 0;
+    /* Interrupts off unless a test counts them (the recorder holds DH_MSIS messages). */
+    vd_mem_w16(vd_q[0].avail, VIRTQ_AVAIL_F_NO_INTERRUPT);
     return f;
 }
 
@@ -122,7 +73,7 @@ static uint64_t blk_init(uint64_t want, uint16_t size)
 static void setup_disk(const struct virtio_blk_conf *conf, uint64_t want)
 {
     static const struct machine_device *const board[] = {&pci_host_device};
-    log_capture();
+    dh_log_capture();
     dh_machine_init(&vd_m, board, G_N_ELEMENTS(board), 1, 64 * MiB);
     dh_record_irqs(&vd_m, &vd_rec, DH_ANY_GSI | DH_MSI);
     char *err = NULL;
@@ -323,7 +274,7 @@ static void test_probe_and_config(void)
     g_assert_cmpuint(vd_devcfg_rd(VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SEG, 4), ==, 16);
     g_assert_cmpuint(vd_devcfg_rd(VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP, 1), ==, 0);
     g_assert_cmpuint(vd_devcfg_rd(VIRTIO_BLK_CFG_SIZE - 4, 4), ==, 0);
-    assert_logged("virtio-blk0:");
+    dh_assert_logged("virtio-blk0:");
     teardown();
 
     /* discard=unmap offers DISCARD and may_unmap; a qcow2 image suggests its cluster as the optimal size. */
@@ -574,7 +525,7 @@ static void test_read_only(void)
     g_assert_cmphex(f & (F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES)), ==, 0);
     fill(BUF(0), 4096, 0x99);
     g_assert_cmpuint(do_write(0, BUF(0), 4096), ==, VIRTIO_BLK_S_IOERR);
-    assert_logged("read-only");
+    dh_assert_logged("read-only");
     const uint64_t r[][3] = {{0, 8, 0}};
     g_assert_cmpuint(run_ranges(VIRTIO_BLK_T_WRITE_ZEROES, r, 1), ==, VIRTIO_BLK_S_IOERR);
     g_assert_cmpuint(run_ranges(VIRTIO_BLK_T_DISCARD, r, 1), ==, VIRTIO_BLK_S_IOERR);
@@ -615,7 +566,7 @@ static void test_hostile(void)
     wait_used((uint16_t)(idx + 1));
     vd_assert_used(&vd_q[0], idx, head, 1);
     g_assert_cmpuint(status_of(0), ==, VIRTIO_BLK_S_IOERR);
-    assert_logged("request header of 8 bytes");
+    dh_assert_logged("request header of 8 bytes");
     assert_usable();
 
     /* Past the end; sector + length past 2^64; sector * 512 past 2^64; an odd length. */
@@ -625,13 +576,13 @@ static void test_hostile(void)
     g_assert_cmpuint(do_write(1ULL << 56, BUF(0), 512), ==, VIRTIO_BLK_S_IOERR);
     g_assert_cmpuint(run(VIRTIO_BLK_T_IN, 0, BUF(0), 700, 1), ==, VIRTIO_BLK_S_IOERR);
     g_assert_cmpuint(do_write(0, BUF(0), 513), ==, VIRTIO_BLK_S_IOERR);
-    assert_logged("write of 2 sectors at sector 18446744073709551614: beyond the disk");
-    assert_logged("write of 1 sectors at sector 72057594037927936: beyond the disk");
-    assert_logged("not a multiple of 512");
+    dh_assert_logged("write of 2 sectors at sector 18446744073709551614: beyond the disk");
+    dh_assert_logged("write of 1 sectors at sector 72057594037927936: beyond the disk");
+    dh_assert_logged("not a multiple of 512");
     /* Unknown types. */
     g_assert_cmpuint(run(99, 0, 0, 0, 1), ==, VIRTIO_BLK_S_UNSUPP);
     g_assert_cmpuint(run(2, 0, 0, 0, 1), ==, VIRTIO_BLK_S_UNSUPP);
-    assert_logged("unsupported request type 99");
+    dh_assert_logged("unsupported request type 99");
     assert_usable();
 
     /* No status byte: a header alone, and a write whose "status" descriptor is device-readable. Nothing is
@@ -651,7 +602,7 @@ static void test_hostile(void)
     wait_used((uint16_t)(idx + 2));
     vd_assert_used(&vd_q[0], idx + 1, head, 0);
     g_assert_cmphex(status_of(0), ==, 0xee);
-    assert_logged("without a writable status byte");
+    dh_assert_logged("without a writable status byte");
     g_assert_cmpuint(do_read(0, BUF(1), 512), ==, VIRTIO_BLK_S_OK);
     g_assert_cmphex(((uint8_t *)guest_mem_map_read(&vd_m.mem, BUF(1), 1))[0], ==, raw_byte(0));
 
@@ -766,7 +717,7 @@ static void test_machine_device(void)
                                        {.file = missing, .format = "raw"}};
     static const struct machine_device *const board[] = {&pci_host_device, &virtio_blk_device};
     struct machine_config cfg = {.ram_size = 64 * MiB, .cpus = 1, .disks = disks, .ndisks = 2};
-    log_capture();
+    dh_log_capture();
     dh_machine_init_cfg(&vd_m, &cfg, board, G_N_ELEMENTS(board));
     g_assert_nonnull(virtio_blk_at(&vd_m, VIRTIO_BLK_FIRST_SLOT));
     g_assert_nonnull(virtio_blk_at(&vd_m, VIRTIO_BLK_FIRST_SLOT + 1));

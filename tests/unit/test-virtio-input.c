@@ -21,42 +21,10 @@
 static struct virtio_input *dev;
 static uint16_t next_event_buf; /* event buffers posted so far */
 
-static uint64_t queue_base(unsigned n)
-{
-    return 0x100000 + n * 0x20000ULL;
-}
-
-static void queue_init(unsigned n)
-{
-    struct vd_queue *x = &vd_q[n];
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_SELECT, n, 2);
-    g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), ==, QSIZE);
-    uint64_t b = queue_base(n);
-    *x = (struct vd_queue){QSIZE, b, b + 0x8000, b + 0x10000, 0};
-    g_assert_cmpint(guest_mem_fill(&vd_m.mem, b, 0, 0x20000), ==, 0);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_MSIX, n + 1, 2);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_DESCLO, (uint32_t)x->desc, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_DESCHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_AVAILLO, (uint32_t)x->avail, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_AVAILHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_USEDLO, (uint32_t)x->used, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_USEDHI, 0, 4);
-    vd_common_wr(VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
-}
-
 static void driver_init(void)
 {
-    vd_set_status(0);
-    vd_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    g_assert_cmphex(vd_init_queues(F(VIRTIO_F_VERSION_1), true, 2, QSIZE, QSIZE), ==, F(VIRTIO_F_VERSION_1));
     g_assert_cmphex(vd_device_features(), ==, VIRTIO_CORE_FEATURES);
-    vd_write_driver_features(F(VIRTIO_F_VERSION_1));
-    uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    vd_set_status(s);
-    g_assert_cmphex(vd_status(), ==, s);
-    vd_common_wr(VIRTIO_PCI_COMMON_MSIX, 0, 2);
-    queue_init(VIRTIO_INPUT_EVENTQ);
-    queue_init(VIRTIO_INPUT_STATUSQ);
-    vd_set_status(s | VIRTIO_CONFIG_S_DRIVER_OK);
     next_event_buf = 0;
 }
 

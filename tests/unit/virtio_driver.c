@@ -3,7 +3,6 @@
 #include "virtio_driver.h"
 
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -96,40 +95,17 @@ const struct virtio_device_ops vd_echo_ops = {
 
 struct machine vd_m;
 struct irq_recorder vd_rec;
-static int log_fd = -1;
 unsigned vd_gsi;
-
-static void log_capture(void)
-{
-    if (log_fd < 0) {
-        log_fd = memfd_create("virtio-log", 0);
-        g_assert_cmpint(log_fd, >=, 0);
-    }
-    g_assert_cmpint(ftruncate(log_fd, 0), ==, 0);
-    g_assert_cmpint(lseek(log_fd, 0, SEEK_SET), ==, 0);
-    log_set_fd(log_fd);
-}
-
-static char *log_text(void)
-{
-    off_t n = lseek(log_fd, 0, SEEK_END);
-    char *s = g_malloc0((size_t)n + 1);
-    g_assert_cmpint(pread(log_fd, s, (size_t)n, 0), ==, n);
-    return s;
-}
 
 void vd_assert_logged(const char *needle)
 {
-    char *s = log_text();
-    if (!strstr(s, needle))
-        g_error("log does not contain \"%s\":\n%s", needle, s);
-    g_free(s);
+    dh_assert_logged(needle);
 }
 
 void vd_setup_ram(uint64_t ram)
 {
     static const struct machine_device *const board[] = {&pci_host_device};
-    log_capture();
+    dh_log_capture();
     dh_machine_init(&vd_m, board, G_N_ELEMENTS(board), 1, ram);
     dh_record_irqs(&vd_m, &vd_rec, DH_ANY_GSI | DH_MSI);
     memset(&vd_echo, 0, sizeof(vd_echo));
@@ -357,12 +333,13 @@ void vd_assert_used(const struct vd_queue *x, uint16_t i, uint32_t id, uint32_t 
     g_assert_cmpuint(mem_r32(e + 4), ==, len);
 }
 
-static void queue_setup(unsigned n, uint16_t size, uint16_t vector)
+void vd_queue_setup(unsigned n, uint16_t max, uint16_t size, uint16_t vector)
 {
+    g_assert_cmpuint(n, <, ECHO_QUEUES);
     struct vd_queue *x = &vd_q[n];
     vd_common_wr(VIRTIO_PCI_COMMON_Q_SELECT, n, 2);
-    g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), ==, ECHO_QMAX);
-    if (size != ECHO_QMAX)
+    g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), ==, max);
+    if (size != max)
         vd_common_wr(VIRTIO_PCI_COMMON_Q_SIZE, size, 2);
     g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), ==, size);
     *x = (struct vd_queue){size, queue_base(n), queue_base(n) + 0x8000, queue_base(n) + 0x10000, 0};
@@ -378,9 +355,7 @@ static void queue_setup(unsigned n, uint16_t size, uint16_t vector)
     g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), ==, 1);
 }
 
-/* The whole initialisation sequence (3.1.1): reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK read back,
- * queues (vector i + 1 for queue i with MSI-X, else none), DRIVER_OK. */
-void vd_init_size(uint64_t want, bool msix, uint16_t size)
+uint64_t vd_init_queues(uint64_t want, bool msix, unsigned nqueues, uint16_t max, uint16_t size)
 {
     vd_set_status(0);
     g_assert_cmpuint(vd_status(), ==, 0);
@@ -395,10 +370,16 @@ void vd_init_size(uint64_t want, bool msix, uint16_t size)
         vd_common_wr(VIRTIO_PCI_COMMON_MSIX, 0, 2);
         g_assert_cmpuint(vd_common_rd(VIRTIO_PCI_COMMON_MSIX, 2), ==, 0);
     }
-    for (unsigned n = 0; n < ECHO_QUEUES; n++)
-        queue_setup(n, size, msix ? (uint16_t)(n + 1) : VIRTIO_MSI_NO_VECTOR);
+    for (unsigned n = 0; n < nqueues; n++)
+        vd_queue_setup(n, max, size, msix ? (uint16_t)(n + 1) : VIRTIO_MSI_NO_VECTOR);
     vd_set_status(s | VIRTIO_CONFIG_S_DRIVER_OK);
     g_assert_cmphex(vd_status(), ==, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    return f;
+}
+
+void vd_init_size(uint64_t want, bool msix, uint16_t size)
+{
+    vd_init_queues(want, msix, ECHO_QUEUES, ECHO_QMAX, size);
 }
 
 void vd_init(uint64_t want, bool msix)

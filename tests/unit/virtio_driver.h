@@ -102,8 +102,14 @@ uint64_t vd_device_features(void);
 uint64_t vd_driver_features(void);
 void vd_write_driver_features(uint64_t f);
 
+/* Queue n (of the device's max entries) set up with size entries at its place in guest RAM, cleared, with
+ * MSI-X vector `vector`, and enabled. */
+void vd_queue_setup(unsigned n, uint16_t max, uint16_t size, uint16_t vector);
 /* The initialisation sequence (virtio 1.1, 3.1.1): reset, ACKNOWLEDGE, DRIVER, features & want, FEATURES_OK
- * read back, every queue (vector n + 1 for queue n with msix, else none), DRIVER_OK. */
+ * read back, queues 0 to nqueues - 1 (vector n + 1 for queue n with msix, else none), DRIVER_OK. Returns the
+ * negotiated features. */
+uint64_t vd_init_queues(uint64_t want, bool msix, unsigned nqueues, uint16_t max, uint16_t size);
+/* vd_init_queues for the echo device. */
 void vd_init_size(uint64_t want, bool msix, uint16_t size);
 void vd_init(uint64_t want, bool msix);
 void vd_start(uint64_t want); /* probe, MSI-X, init */
