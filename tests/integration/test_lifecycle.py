@@ -118,7 +118,9 @@ def test_serial_backends():
     with open(out, "w") as f:
         f.write("old content\n")
     with Deskvm(extra=["--serial", "file:" + out]) as vm:
-        t.ok(os.path.exists(out) and os.path.getsize(out) == 0, "--serial file: creates/truncates the file")
+        # The QMP socket (the harness's readiness signal) may appear before the serial backend is opened.
+        t.ok(wait_for(lambda: os.path.exists(out) and os.path.getsize(out) == 0, timeout=5),
+             "--serial file: creates/truncates the file")
         vm.qmp().cmd("quit")
         vm.wait()
 
