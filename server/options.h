@@ -74,8 +74,5 @@ static inline const struct virtio_blk_conf *options_disks(const struct options *
 }
 void options_print_help(FILE *out);
 
-/* Parses a size such as "512M", "2G", "1.5G", "4096K" or "65536B". A bare number is in units of default_unit
- * (QEMU's -m takes MiB). Returns false if the text is not a size or overflows 64 bits. */
-bool options_parse_size(const char *s, uint64_t default_unit, uint64_t *out);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "block.h"
 #include "log.h"
+#include "size_parse.h"
 #include "pci.h"
 #include "virtio_pci.h"
 
@@ -107,15 +108,8 @@ static char *conf_set(struct virtio_blk_conf *c, const char *key, const char *va
         else
             return g_strdup_printf("discard '%s' is not unmap or ignore", value);
     } else if (!strcmp(key, "l2-cache-size")) {
-        /* bytes, or a whole number of K/M/G, as QEMU's l2-cache-size */
-        char *end;
-        uint64_t v = g_ascii_strtoull(value, &end, 10);
-        const char *units = "kmg", *u = *end ? strchr(units, g_ascii_tolower(*end)) : NULL;
-        if (u && *u && !end[1])
-            v = v > (1ull << 30) ? 0 : v << (10 * (unsigned)(u - units + 1));
-        else if (*end)
-            v = 0;
-        if (end == value || v < 64 * 1024 || v > (1ull << 30))
+        uint64_t v;
+        if (!size_parse(value, 1, &v) || v < 64 * 1024 || v > (1ull << 30))
             return g_strdup_printf("l2-cache-size '%s' is not a size from 64K to 1G", value);
         c->l2_cache_size = v;
     } else {

@@ -9,6 +9,7 @@
 #include <glib/gstdio.h>
 
 #include "options.h"
+#include "size_parse.h"
 
 static char *tmpdir;
 static GPtrArray *tmpfiles;
@@ -64,16 +65,16 @@ static void check_rejected(const char *const *args, const char *want1, const cha
 static uint64_t size_ok(const char *s, uint64_t unit)
 {
     uint64_t v = 0xdeadbeef;
-    if (!options_parse_size(s, unit, &v))
-        g_error("options_parse_size(\"%s\") failed", s);
+    if (!size_parse(s, unit, &v))
+        g_error("size_parse(\"%s\") failed", s);
     return v;
 }
 
 static void size_bad(const char *s, uint64_t unit)
 {
     uint64_t v = 12345;
-    if (options_parse_size(s, unit, &v))
-        g_error("options_parse_size(\"%s\") accepted it as %" G_GUINT64_FORMAT, s, v);
+    if (size_parse(s, unit, &v))
+        g_error("size_parse(\"%s\") accepted it as %" G_GUINT64_FORMAT, s, v);
     g_assert_cmpuint(v, ==, 12345);
 }
 
