@@ -383,7 +383,13 @@ def option_checks():
             s.settimeout(5)
             s.connect(sock)
             s.sendall(b"$qC#b4")
-            reply = s.recv(64).decode(errors="replace")
+            # the ack and the reply packet may come in separate reads
+            deadline = time.monotonic() + 5
+            while "$QC1#" not in reply and time.monotonic() < deadline:
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                reply += chunk.decode(errors="replace")
             s.close()
         t.ok(ok and "$QC1#" in reply, "the config key gdb = unix:PATH serves the stub on a unix socket", reply)
     finally:
