@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "display.h"
+#include "edid.h"
 #include "machine.h"
 #include "pci.h"
 
@@ -66,11 +67,9 @@
 #define BOCHS_MODE_MIN 64
 
 /* --resolution limits: an EDID detailed timing holds 12-bit sizes. */
-#define BOCHS_RES_MIN_WIDTH 320
-#define BOCHS_RES_MIN_HEIGHT 200
-#define BOCHS_RES_MAX 4095
-
-#define EDID_LENGTH 128
+#define BOCHS_RES_MIN_WIDTH EDID_MODE_MIN_WIDTH
+#define BOCHS_RES_MIN_HEIGHT EDID_MODE_MIN_HEIGHT
+#define BOCHS_RES_MAX EDID_MODE_MAX
 
 struct bochs_mode {
     pixman_format_code_t format; /* 0: no valid mode (display off) */
@@ -104,7 +103,10 @@ bool bochs_display_resolution_valid(unsigned width, unsigned height, char **why)
 /* The VRAM for a preferred mode: a power of two of at least BOCHS_VRAM_MIN holding two frames at 32 bpp (the
  * Linux driver refuses modes that do not fit twice). */
 uint64_t bochs_display_vram_size(unsigned width, unsigned height);
-/* A 128-byte EDID 1.4 whose preferred (first detailed) timing is width x height. */
-void bochs_display_build_edid(uint8_t edid[EDID_LENGTH], unsigned width, unsigned height);
+/* A 128-byte EDID 1.4 whose preferred (first detailed) timing is width x height (gpu/edid.h). */
+static inline void bochs_display_build_edid(uint8_t edid[EDID_LENGTH], unsigned width, unsigned height)
+{
+    edid_build(edid, width, height);
+}
 
 #endif

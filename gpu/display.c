@@ -113,6 +113,16 @@ struct display *display_find(struct machine *m, const char *name, unsigned head)
     return NULL;
 }
 
+bool display_request_resize(struct display *d, unsigned width, unsigned height)
+{
+    if (!d->m || !d->ops->request_resize)
+        return false;
+    machine_lock(d->m);
+    bool passed = d->ops->request_resize(d, width, height);
+    machine_unlock(d->m);
+    return passed;
+}
+
 pixman_image_t *display_get_surface(struct display *d)
 {
     return d->surface ? pixman_image_ref(d->surface) : NULL;

@@ -99,6 +99,9 @@ void display_move_cursor(struct display *d, int x, int y, bool visible);
 
 /* The display with QMP id or model name `name` and head, or the first display when name is NULL. */
 struct display *display_find(struct machine *m, const char *name, unsigned head);
+/* Passes a client's wish for width x height to the device (taking the machine lock): true if the device told the
+ * guest, false if it has no way to (or refused the size). The new mode arrives later as a surface change. */
+bool display_request_resize(struct display *d, unsigned width, unsigned height);
 /* The current surface with a reference the caller drops (pixman_image_unref), or NULL while the display is
  * off. Call holding the machine lock. */
 pixman_image_t *display_get_surface(struct display *d);

@@ -30,6 +30,7 @@ struct acpi_pm;
 struct chardev;
 struct input;
 struct virtio_blk_conf;
+struct virtio_serial_conf;
 struct display;
 struct bochs_display;
 
@@ -63,6 +64,7 @@ struct machine_config {
     bool manual_clock; /* the test accelerator drives time */
     struct chardev *serial; /* COM1 backend, may be NULL */
     const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h); ndisks of them */
+    const struct virtio_serial_conf *virtio_serial; /* virtio-serial ports (agent/virtio_serial.h), NULL: none */
     unsigned ndisks;
     /* The mode display devices offer the guest first (EDID); 0: 1024x768. */
     unsigned display_width, display_height;

@@ -15,7 +15,9 @@
 #include "sysctl_ports.h"
 #include "uart8250.h"
 #include "virtio_blk.h"
+#include "virtio_gpu.h"
 #include "virtio_input.h"
+#include "virtio_serial.h"
 
 /* Interrupt controllers and the PIT first: everything after them may wire IRQs or use the PIT. */
 static const struct machine_device *const userspace_irqchip_devices[] = {
@@ -40,10 +42,14 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         g_ptr_array_add(list, (gpointer)&virtio_blk_device);
     if (cfg->bochs_display)
         g_ptr_array_add(list, (gpointer)&bochs_display_device);
+    else if (cfg->virtio_gpu)
+        g_ptr_array_add(list, (gpointer)&virtio_gpu_device);
     if (cfg->virtio_keyboard)
         g_ptr_array_add(list, (gpointer)&virtio_keyboard_device);
     if (cfg->virtio_tablet)
         g_ptr_array_add(list, (gpointer)&virtio_tablet_device);
+    if (cfg->virtio_serial)
+        g_ptr_array_add(list, (gpointer)&virtio_serial_device);
     unsigned n = list->len;
     const struct machine_device **devices = (const struct machine_device **)g_ptr_array_free(list, FALSE);
 
@@ -54,6 +60,7 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         .serial = cfg->serial,
         .disks = cfg->disks,
         .ndisks = cfg->ndisks,
+        .virtio_serial = cfg->virtio_serial,
         .display_width = cfg->display_width,
         .display_height = cfg->display_height,
     };

@@ -17,9 +17,11 @@ struct pc_config {
     bool test_device;  /* add pci-testdev */
     bool virtio_keyboard, virtio_tablet; /* virtio-input at slots 4 and 5 (virtio_input.h) */
     const struct virtio_blk_conf *disks; /* virtio-blk disks (storage/virtio_blk.h) */
+    const struct virtio_serial_conf *virtio_serial; /* virtio-serial at 00:06.0 (agent/virtio_serial.h), NULL: none */
     unsigned ndisks;
     bool bochs_display;                     /* add bochs-display */
-    unsigned display_width, display_height; /* its preferred mode; 0: 1024x768 */
+    bool virtio_gpu;                        /* add virtio-gpu (exclusive with bochs_display: both use 00:02.0) */
+    unsigned display_width, display_height; /* the display's preferred mode; 0: 1024x768 */
 };
 
 /* Builds the machine, creates its devices and assigns PCI resources as firmware would. */

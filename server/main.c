@@ -20,8 +20,10 @@
 #include "qmp_input.h"
 #include "qmp_server.h"
 #include "qmp_vm.h"
+#include "qmp_vnc.h"
 #include "vm.h"
 #include "vm_machine.h"
+#include "vnc.h"
 
 struct deskvm {
     struct options opts;
@@ -32,6 +34,8 @@ struct deskvm {
     struct qmp_vm *qmp_vm;
     struct qmp_input *qmp_input;
     struct qmp_display *qmp_display;
+    struct qmp_vnc *qmp_vnc;
+    struct vnc *vnc;
     struct chardev *serial;
     struct vm_machine *machine;
     struct gdbstub *gdb;
@@ -221,6 +225,16 @@ static int run(struct deskvm *d)
     }
     d->qmp_input = qmp_input_attach(d->dispatcher, d->machine ? vm_machine_input(d->machine) : NULL);
     d->qmp_display = qmp_display_attach(d->dispatcher, vm_machine_get(d->machine));
+    if (o->vnc.kind != VNC_OFF) {
+        d->vnc = vnc_start(&o->vnc, vm_machine_get(d->machine), d->machine ? vm_machine_input(d->machine) : NULL,
+                           o->keymap, o->name, &err);
+        if (!d->vnc) {
+            g_autofree char *msg = g_strdup_printf("--vnc: %s", err);
+            g_free(err);
+            return fail_setup(d, msg);
+        }
+    }
+    d->qmp_vnc = qmp_vnc_attach(d->dispatcher, d->vnc);
     report_vm(d);
     g_unix_signal_add(SIGTERM, on_signal, d);
     g_unix_signal_add(SIGINT, on_signal, d);
@@ -240,11 +254,14 @@ static int run(struct deskvm *d)
 static void cleanup(struct deskvm *d)
 {
     gdbstub_free(d->gdb);
+    /* Before the machine: the VNC thread reads the display's pixels. */
+    vnc_stop(d->vnc);
     vm_machine_destroy(d->machine);
     chardev_close(d->serial);
     qmp_vm_detach(d->qmp_vm);
     qmp_input_detach(d->qmp_input);
     qmp_display_detach(d->qmp_display);
+    qmp_vnc_detach(d->qmp_vnc);
     qmp_server_free(d->qmp);
     qmp_dispatcher_free(d->dispatcher);
     vm_free(d->vm);

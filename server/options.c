@@ -12,6 +12,7 @@
 #include "bochs_display.h"
 #include "keymap.h"
 #include "size_parse.h"
+#include "virtio_serial.h"
 
 #define CONFIG_GROUP "deskvm"
 
@@ -178,8 +179,10 @@ static char *set_display(struct options *o, const char *v)
         o->display = DISPLAY_NONE;
     else if (!strcmp(v, "bochs"))
         o->display = DISPLAY_BOCHS;
+    else if (!strcmp(v, "virtio-gpu"))
+        o->display = DISPLAY_VIRTIO_GPU;
     else
-        return g_strdup_printf("'%s' is not bochs or none", v);
+        return g_strdup_printf("'%s' is not bochs, virtio-gpu or none", v);
     return NULL;
 }
 
@@ -219,6 +222,34 @@ static char *set_serial(struct options *o, const char *v)
     return NULL;
 }
 
+static char *add_serial_port(struct options *o, struct serial_port_spec *spec)
+{
+    if (o->serial_ports->len >= VIRTIO_SERIAL_PORTS_MAX) {
+        serial_port_spec_clear(spec);
+        return g_strdup_printf("at most %d virtio-serial ports", VIRTIO_SERIAL_PORTS_MAX);
+    }
+    g_array_append_val(o->serial_ports, *spec);
+    return NULL;
+}
+
+static char *set_serial_port(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct serial_port_spec spec;
+    if (!serial_port_spec_parse(v, &spec, &err))
+        return err;
+    return add_serial_port(o, &spec);
+}
+
+static char *set_guest_agent(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct serial_port_spec spec;
+    if (!serial_port_spec_parse_guest_agent(v, &spec, &err))
+        return err;
+    return add_serial_port(o, &spec);
+}
+
 static char *set_qmp(struct options *o, const char *v)
 {
     char *err = NULL;
@@ -254,6 +285,17 @@ static char *set_gdb(struct options *o, const char *v)
         return err;
     listen_spec_clear(&o->gdb);
     o->gdb = spec;
+    return NULL;
+}
+
+static char *set_vnc(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct vnc_spec spec;
+    if (!vnc_spec_parse(v, &spec, &err))
+        return err;
+    vnc_spec_clear(&o->vnc);
+    o->vnc = spec;
     return NULL;
 }
 
@@ -344,18 +386,28 @@ static const struct option_def option_defs[] = {
     {"disk", 0, ARG_REQUIRED, true, true, set_disk, "file=PATH[,format=raw|qcow2][,...]",
      "add a virtio-blk disk (repeatable, up to 8); also readonly=on|off, cache=writeback|none|unsafe, "
      "discard=unmap|ignore"},
-    {"display", 0, ARG_REQUIRED, true, false, set_display, "bochs|none",
-     "display device: bochs (bochs-display, Linux's bochs DRM driver) or none (default)"},
+    {"display", 0, ARG_REQUIRED, true, false, set_display, "bochs|virtio-gpu|none",
+     "display device: bochs (bochs-display, Linux's bochs DRM driver), virtio-gpu (2D, Linux's virtio_gpu "
+     "driver) or none (default)"},
     {"resolution", 0, ARG_REQUIRED, true, false, set_resolution, "WxH",
      "the display's preferred mode, offered to the guest through EDID (default 1024x768)"},
     {"trace-cpu", 0, ARG_REQUIRED, true, false, set_trace_cpu, "0|1|2",
      "software CPU trace to the log: 1 exceptions and interrupts, 2 every instruction (slow)"},
     {"serial", 0, ARG_REQUIRED, true, false, set_serial, "stdio|file:PATH|unix:PATH|none",
      "where the serial console goes (default none)"},
+    {"serial-port", 0, ARG_REQUIRED, true, true, set_serial_port, "name=NAME,path=unix:PATH",
+     "add a virtio-serial port /dev/virtio-ports/NAME whose host end is a unix socket (repeatable, up to "
+     "30)"},
+    {"guest-agent", 0, ARG_REQUIRED, true, false, set_guest_agent, "unix:PATH",
+     "the QEMU guest agent's port (org.qemu.guest_agent.0) on a unix socket; same as --serial-port "
+     "name=org.qemu.guest_agent.0,path=unix:PATH"},
     {"qmp", 0, ARG_REQUIRED, true, true, set_qmp, "unix:PATH|tcp:127.0.0.1:PORT",
      "QMP control socket (repeatable)"},
     {"gdb", 0, ARG_REQUIRED, true, false, set_gdb, "tcp:127.0.0.1:PORT|unix:PATH",
      "GDB remote stub: one debugger at a time; attaching stops the VM, detaching resumes it"},
+    {"vnc", 0, ARG_REQUIRED, true, false, set_vnc, "HOST:DISPLAY[,password=on][,websocket=PORT]|unix:PATH|none",
+     "VNC server on port 5900+DISPLAY (127.0.0.1 only unless password=on or insecure=on) or a unix socket; "
+     "password=on: clients need the password QMP set_password sets; websocket=PORT: a second port for noVNC"},
     {"config", 0, ARG_REQUIRED, false, false, set_config, "FILE", "read options from an INI file ([deskvm] group)"},
     {"daemonize", 0, ARG_NONE, true, false, set_daemonize, NULL, "run in the background once set up"},
     {"pidfile", 0, ARG_REQUIRED, true, false, set_pidfile, "FILE", "write (and lock) the process id here"},
@@ -414,6 +466,7 @@ static void options_init(struct options *o)
     o->serial.kind = CHARDEV_NONE;
     o->qmp = g_array_new(FALSE, TRUE, sizeof(struct listen_spec));
     o->disks = g_array_new(FALSE, TRUE, sizeof(struct virtio_blk_conf));
+    o->serial_ports = g_array_new(FALSE, TRUE, sizeof(struct serial_port_spec));
     o->log_level = LOG_LEVEL_INFO;
     o->display_width = 1024;
     o->display_height = 768;
@@ -430,6 +483,7 @@ void options_clear(struct options *o)
     chardev_spec_clear(&o->serial);
     listen_spec_clear(&o->qtest);
     listen_spec_clear(&o->gdb);
+    vnc_spec_clear(&o->vnc);
     if (o->qmp) {
         for (guint i = 0; i < o->qmp->len; i++)
             listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
@@ -439,6 +493,11 @@ void options_clear(struct options *o)
         for (guint i = 0; i < o->disks->len; i++)
             virtio_blk_conf_clear(&g_array_index(o->disks, struct virtio_blk_conf, i));
         g_array_unref(o->disks);
+    }
+    if (o->serial_ports) {
+        for (guint i = 0; i < o->serial_ports->len; i++)
+            serial_port_spec_clear(&g_array_index(o->serial_ports, struct serial_port_spec, i));
+        g_array_unref(o->serial_ports);
     }
     g_free(o->config);
     g_free(o->pidfile);
@@ -600,6 +659,30 @@ static int validate(struct options *o, char **error)
     if (o->daemonize && o->serial.kind == CHARDEV_STDIO) {
         *error = g_strdup("--serial: stdio cannot be used with --daemonize");
         return 2;
+    }
+    for (guint i = 0; i < o->serial_ports->len; i++) {
+        const struct serial_port_spec *a = &g_array_index(o->serial_ports, struct serial_port_spec, i);
+        const char *opt = a->guest_agent ? "--guest-agent" : "--serial-port";
+        for (guint j = 0; j < i; j++) {
+            const struct serial_port_spec *b = &g_array_index(o->serial_ports, struct serial_port_spec, j);
+            if (!strcmp(a->name, b->name)) {
+                *error = g_strdup_printf("%s: port name '%s' given twice", opt, a->name);
+                return 2;
+            }
+            if (!strcmp(a->path, b->path)) {
+                *error = g_strdup_printf("%s: unix:%s is used by two ports", opt, a->path);
+                return 2;
+            }
+        }
+        bool clash = o->serial.kind == CHARDEV_UNIX && !strcmp(a->path, o->serial.path);
+        for (guint j = 0; j < o->qmp->len; j++) {
+            const struct listen_spec *q = &g_array_index(o->qmp, struct listen_spec, j);
+            clash = clash || (q->kind == LISTEN_UNIX && !strcmp(q->path, a->path));
+        }
+        if (clash || (o->qtest.path && !strcmp(o->qtest.path, a->path))) {
+            *error = g_strdup_printf("%s: unix:%s is also another socket of deskvm", opt, a->path);
+            return 2;
+        }
     }
     for (guint i = 0; i < o->qmp->len; i++) {
         const struct listen_spec *a = &g_array_index(o->qmp, struct listen_spec, i);

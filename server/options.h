@@ -12,11 +12,14 @@
 #include "chardev.h"
 #include "listen.h"
 #include "log.h"
+#include "serial_unix.h"
 #include "virtio_blk.h"
+#include "vnc_spec.h"
 
 enum display_kind {
     DISPLAY_NONE,
-    DISPLAY_BOCHS, /* bochs-display (gpu/bochs_display.h) */
+    DISPLAY_BOCHS,      /* bochs-display (gpu/bochs_display.h) */
+    DISPLAY_VIRTIO_GPU, /* virtio-gpu (gpu/virtio_gpu.h) */
 };
 
 enum accel_kind {
@@ -49,9 +52,11 @@ struct options {
     enum display_kind display;             /* --display */
     unsigned display_width, display_height; /* --resolution: the mode display devices offer first */
     struct chardev_spec serial;
+    GArray *serial_ports; /* --serial-port, --guest-agent: struct serial_port_spec, virtio-serial ports */
     GArray *qmp; /* of struct listen_spec */
     struct listen_spec qtest; /* --accel qtest: where the test connects (kind LISTEN_UNIX with a path when set) */
     struct listen_spec gdb;   /* --gdb: the debugger's socket (path or host set when given) */
+    struct vnc_spec vnc;      /* --vnc (kind VNC_OFF without it) */
     char *config;
     bool daemonize;
     char *pidfile;

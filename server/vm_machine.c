@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
@@ -17,6 +18,8 @@
 #include "machine.h"
 #include "pc.h"
 #include "qtest.h"
+#include "serial_unix.h"
+#include "virtio_serial.h"
 #include "vcpu.h"
 
 /* Guest-driven events travel from vCPU and device code to the main loop as one byte through a pipe. */
@@ -42,6 +45,8 @@ struct vm_machine {
     struct qtest *qtest; /* --accel qtest: no vCPUs, a test drives the machine */
     void (*debug_fn)(void *opaque); /* the gdbstub, told about VCPU_EXIT_DEBUG */
     void *debug_opaque;
+    struct virtio_serial_conf serial_conf; /* --serial-port / --guest-agent names (owned by opts) */
+    struct serial_unix *serial_backends[VIRTIO_SERIAL_PORTS_MAX];
 };
 
 static void post_event(struct vm_machine *vmm, enum guest_event ev)
@@ -263,25 +268,50 @@ static const struct accel_ops *choose_accel(const struct options *o, char **erro
     return &emu_accel_ops;
 }
 
+/* The virtio-serial ports' socket backends, once the device exists. */
+static int start_serial_ports(struct vm_machine *vmm, char **error)
+{
+    const struct options *o = vmm->opts;
+    struct virtio_serial *vs = virtio_serial_at(&vmm->machine, VIRTIO_SERIAL_SLOT);
+    for (guint i = 0; vs && i < o->serial_ports->len; i++) {
+        const struct serial_port_spec *s = &g_array_index(o->serial_ports, struct serial_port_spec, i);
+        char *err = NULL;
+        vmm->serial_backends[i] = serial_unix_new(virtio_serial_port(vs, s->name), s->path, &err);
+        if (!vmm->serial_backends[i]) {
+            *error = g_strdup_printf("%s: %s", s->guest_agent ? "--guest-agent" : "--serial-port", err);
+            g_free(err);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, struct chardev *serial, char **error)
 {
     struct vm_machine *vmm = g_new0(struct vm_machine, 1);
     vmm->vm = vm;
     vmm->opts = o;
     vmm->event_pipe[0] = vmm->event_pipe[1] = -1;
+    vmm->serial_conf.nports = o->serial_ports->len;
+    for (guint i = 0; i < o->serial_ports->len && i < VIRTIO_SERIAL_PORTS_MAX; i++)
+        vmm->serial_conf.names[i] = g_array_index(o->serial_ports, struct serial_port_spec, i).name;
+    const struct virtio_serial_conf *serial_ports = o->serial_ports->len ? &vmm->serial_conf : NULL;
 
     if (o->accel == ACCEL_QTEST) {
         struct pc_config pc = {.ram_size = o->memory, .cpus = o->cpus, .serial = serial, .manual_clock = true,
                                .test_device = o->test_device, .disks = options_disks(o),
                                .ndisks = o->disks->len, .virtio_keyboard = o->virtio_keyboard,
-                               .virtio_tablet = o->virtio_tablet};
+                               .virtio_tablet = o->virtio_tablet, .virtio_serial = serial_ports};
         pc.bochs_display = o->display == DISPLAY_BOCHS;
+        pc.virtio_gpu = o->display == DISPLAY_VIRTIO_GPU;
         pc.display_width = o->display_width;
         pc.display_height = o->display_height;
         if (pc_machine_init(&vmm->machine, &pc, error) < 0)
             goto fail;
         vmm->machine_ready = true;
         machine_set_request_handler(&vmm->machine, on_machine_request, vmm);
+        if (start_serial_ports(vmm, error) < 0)
+            goto fail;
         struct listen_spec spec = o->qtest;
         vmm->qtest = qtest_start(&vmm->machine, &spec, error);
         if (!vmm->qtest)
@@ -303,7 +333,9 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         .ndisks = o->disks->len,
         .virtio_keyboard = o->virtio_keyboard,
         .virtio_tablet = o->virtio_tablet,
+        .virtio_serial = serial_ports,
         .bochs_display = o->display == DISPLAY_BOCHS,
+        .virtio_gpu = o->display == DISPLAY_VIRTIO_GPU,
         .display_width = o->display_width,
         .display_height = o->display_height,
     };
@@ -311,6 +343,8 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         goto fail;
     vmm->machine_ready = true;
     machine_set_request_handler(&vmm->machine, on_machine_request, vmm);
+    if (start_serial_ports(vmm, error) < 0)
+        goto fail;
     if (o->firmware && boot_firmware_load(&vmm->machine, o->firmware, error) < 0)
         goto fail;
     if (accel_init(&vmm->accel, ops, &vmm->machine, o->cpus, error) < 0)
@@ -355,6 +389,8 @@ void vm_machine_destroy(struct vm_machine *vmm)
     qtest_stop(vmm->qtest);
     if (vmm->accel_ready)
         accel_destroy(&vmm->accel);
+    for (unsigned i = 0; i < VIRTIO_SERIAL_PORTS_MAX; i++)
+        serial_unix_free(vmm->serial_backends[i]);
     if (vmm->machine_ready)
         machine_destroy(&vmm->machine);
     for (int i = 0; i < 2; i++)

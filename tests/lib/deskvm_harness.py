@@ -20,6 +20,28 @@ def tmpdir():
     return tempfile.mkdtemp(prefix="dvm-", dir="/tmp")
 
 
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_vnc_display():
+    """A VNC display number whose port (5900 + display) is free on 127.0.0.1 right now. Random, so tests running
+    at the same time rarely race for one; never 0-99, which people use."""
+    import random
+    for _ in range(500):
+        d = random.randint(100, 6000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 5900 + d))
+                return d
+            except OSError:
+                continue
+    raise RuntimeError("no free VNC port on 127.0.0.1")
+
+
 def run_deskvm(args, timeout=10, **kw):
     """Run deskvm to completion; returns CompletedProcess with text stdout/stderr."""
     return subprocess.run([DESKVM] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
