@@ -31,12 +31,47 @@ void display_register(struct display *d)
     d->next = NULL;
 }
 
+static gboolean on_wake(gpointer data)
+{
+    struct display *d = data;
+    machine_lock(d->m);
+    if (d->wake) {
+        g_source_unref(d->wake);
+        d->wake = NULL;
+    }
+    machine_unlock(d->m);
+    display_refresh(d);
+    return G_SOURCE_REMOVE;
+}
+
+/* A change consumers should see soon: schedule a refresh on the main loop (machine lock held, any thread),
+ * no sooner than DISPLAY_WAKE_MAX_HZ allows after the last one. */
+static void wake(struct display *d)
+{
+    if (!d->wake_wanted || d->wake)
+        return;
+    gint64 due = d->last_refresh + G_USEC_PER_SEC / DISPLAY_WAKE_MAX_HZ - g_get_monotonic_time();
+    GSource *src = due > 0 ? g_timeout_source_new((guint)((due + 999) / 1000)) : g_idle_source_new();
+    g_source_set_priority(src, G_PRIORITY_DEFAULT);
+    g_source_set_callback(src, on_wake, d, NULL);
+    g_source_attach(src, NULL);
+    d->wake = src; /* our reference, dropped when it runs or is cancelled */
+}
+
 static void stop_timer(struct display *d)
 {
     if (d->refresh_source) {
         g_source_remove(d->refresh_source);
         d->refresh_source = 0;
     }
+    machine_lock(d->m);
+    d->wake_wanted = false;
+    if (d->wake) {
+        g_source_destroy(d->wake);
+        g_source_unref(d->wake);
+        d->wake = NULL;
+    }
+    machine_unlock(d->m);
 }
 
 void display_unregister(struct display *d)
@@ -66,6 +101,7 @@ void display_set_surface(struct display *d, pixman_image_t *surface)
     d->surface = surface;
     d->surface_gen++;
     pixman_region32_clear(&d->damage);
+    wake(d);
 }
 
 void display_add_damage(struct display *d, int x, int y, int width, int height)
@@ -78,6 +114,7 @@ void display_add_damage(struct display *d, int x, int y, int width, int height)
     if (x1 >= x2 || y1 >= y2)
         return;
     pixman_region32_union_rect(&d->damage, &d->damage, x1, y1, (unsigned)(x2 - x1), (unsigned)(y2 - y1));
+    wake(d);
 }
 
 void display_set_cursor(struct display *d, pixman_image_t *image, int hot_x, int hot_y)
@@ -90,6 +127,7 @@ void display_set_cursor(struct display *d, pixman_image_t *image, int hot_x, int
     d->cursor.hot_x = hot_x;
     d->cursor.hot_y = hot_y;
     d->cursor_gen++;
+    wake(d);
 }
 
 void display_move_cursor(struct display *d, int x, int y, bool visible)
@@ -100,6 +138,7 @@ void display_move_cursor(struct display *d, int x, int y, bool visible)
     d->cursor.y = y;
     d->cursor.visible = visible;
     d->cursor_gen++;
+    wake(d);
 }
 
 struct display *display_find(struct machine *m, const char *name, unsigned head)
@@ -145,6 +184,7 @@ struct display_listener *display_add_listener(struct display *d, const struct di
         machine_lock(d->m);
         if (d->ops->set_tracking)
             d->ops->set_tracking(d, true);
+        d->wake_wanted = true;
         machine_unlock(d->m);
         d->refresh_source = g_timeout_add(1000 / DISPLAY_REFRESH_HZ, on_refresh_timer, d);
     }
@@ -178,6 +218,12 @@ void display_refresh(struct display *d)
     uint64_t surface_gen = d->surface_gen, cursor_gen = d->cursor_gen;
     pixman_region32_copy(&damage, &d->damage);
     pixman_region32_clear(&d->damage);
+    d->last_refresh = g_get_monotonic_time();
+    if (d->wake) { /* everything goes now, including what the device's refresh just reported */
+        g_source_destroy(d->wake);
+        g_source_unref(d->wake);
+        d->wake = NULL;
+    }
     cursor = d->cursor;
     if (cursor.image)
         pixman_image_ref(cursor.image);

@@ -13,8 +13,12 @@
 struct machine;
 struct display;
 
-/* Frames per second of the refresh the display core runs while anyone listens. */
+/* Frames per second of the refresh the display core runs while anyone listens: it polls devices that cannot
+ * report damage (a dumb framebuffer's write tracking). */
 #define DISPLAY_REFRESH_HZ 30
+/* Damage and cursor changes a device reports bring the next refresh forward instead of waiting for the timer,
+ * at most this often: front ends see a guest's flush within a frame, not a third of a second later. */
+#define DISPLAY_WAKE_MAX_HZ 60
 /* Hardware cursor images are at most this big (virtio-gpu and QXL use 64x64). */
 #define DISPLAY_CURSOR_MAX 256
 
@@ -76,6 +80,12 @@ struct display {
     /* Consumer side: main loop only. */
     GPtrArray *listeners; /* struct display_listener * */
     guint refresh_source;
+
+    /* Early refreshes (DISPLAY_WAKE_MAX_HZ), under the machine lock: devices schedule one on the default main
+     * context from whichever thread reports the change. */
+    bool wake_wanted;    /* someone listens */
+    GSource *wake;       /* the scheduled early refresh, if any */
+    gint64 last_refresh; /* monotonic microseconds of the last hand-over */
 };
 
 /* ---- devices (machine lock held) */
@@ -99,8 +109,9 @@ void display_move_cursor(struct display *d, int x, int y, bool visible);
 
 /* The display with QMP id or model name `name` and head, or the first display when name is NULL. */
 struct display *display_find(struct machine *m, const char *name, unsigned head);
-/* Passes a client's wish for width x height to the device (taking the machine lock): true if the device told the
- * guest, false if it has no way to (or refused the size). The new mode arrives later as a surface change. */
+/* Passes a client's wish for width x height to the device (taking the machine lock): true if the device told
+ * the guest, false if it has no way to (or refused the size). The new mode arrives later as a surface change.
+ */
 bool display_request_resize(struct display *d, unsigned width, unsigned height);
 /* The current surface with a reference the caller drops (pixman_image_unref), or NULL while the display is
  * off. Call holding the machine lock. */

@@ -692,9 +692,9 @@ static void update_cursor(struct gpu_req *r)
      * buffers, its cursors among them, as B8G8R8X8 resources and writes ARGB8888 into them. */
     pixman_image_t *img =
         pixman_image_create_bits(PIXMAN_a8r8g8b8, (int)res->width, (int)res->height, NULL, 0);
-    pixman_image_t *src = pixman_image_create_bits(cursor_source_format(pixman_format(res->format)),
-                                                   (int)res->width, (int)res->height,
-                                                   pixman_image_get_data(res->image), (int)res->stride);
+    pixman_image_t *src =
+        pixman_image_create_bits(cursor_source_format(pixman_format(res->format)), (int)res->width,
+                                 (int)res->height, pixman_image_get_data(res->image), (int)res->stride);
     if (!img || !src) {
         if (img)
             pixman_image_unref(img);

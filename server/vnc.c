@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -201,9 +202,21 @@ static void move_cursor(struct vnc *v, int x, int y)
     rfbReleaseClientIterator(it);
 }
 
+/* Main loop: something is waiting for the VNC thread; it should not sit out its poll interval. */
+static void wake_thread(struct vnc *v)
+{
+    uint64_t one = 1;
+    if (write(v->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_message_ratelimited(&v->rl, LOG_LEVEL_WARN, "vnc: cannot wake the VNC thread: %s",
+                                g_strerror(errno));
+}
+
 /* Takes what the main loop handed over and applies it: surface, damage, cursor, new connections. */
 static void apply_pending(struct vnc *v)
 {
+    uint64_t wakes;
+    while (read(v->wake_fd, &wakes, sizeof(wakes)) > 0)
+        ;
     pixman_region32_t damage;
     pixman_region32_init(&damage);
     g_mutex_lock(&v->lock);
@@ -445,6 +458,11 @@ static gpointer vnc_thread(gpointer data)
         g_mutex_lock(&v->lock);
         bool busy = v->clients->len > 0;
         g_mutex_unlock(&v->lock);
+        /* libvncserver select()s on allFds up to maxFd: ours joins them (again: closing a client may
+         * recompute maxFd), so a hand-over ends the wait at once; rfbCheckFds ignores descriptors it does not
+         * know. */
+        FD_SET(v->wake_fd, &v->screen->allFds);
+        v->screen->maxFd = MAX(v->screen->maxFd, v->wake_fd);
         rfbProcessEvents(v->screen, busy ? VNC_POLL_US_ACTIVE : VNC_POLL_US_IDLE);
     }
     rfbShutdownServer(v->screen, TRUE);
@@ -464,6 +482,7 @@ static void on_surface(void *opaque, struct display *d, pixman_image_t *surface)
     v->surface_pending = true;
     pixman_region32_clear(&v->damage);
     g_mutex_unlock(&v->lock);
+    wake_thread(v);
 }
 
 static void on_damage(void *opaque, struct display *d, const pixman_region32_t *region)
@@ -473,6 +492,7 @@ static void on_damage(void *opaque, struct display *d, const pixman_region32_t *
     g_mutex_lock(&v->lock);
     pixman_region32_union(&v->damage, &v->damage, (pixman_region32_t *)region);
     g_mutex_unlock(&v->lock);
+    wake_thread(v);
 }
 
 static void on_cursor(void *opaque, struct display *d, const struct display_cursor *cursor)
@@ -480,14 +500,15 @@ static void on_cursor(void *opaque, struct display *d, const struct display_curs
     struct vnc *v = opaque;
     (void)d;
     /* The callback also runs for every move. The position goes to libvncserver, which draws the cursor there
-     * for clients without cursor encodings (a guest may move its cursor on its own); only a new shape, hotspot
-     * or visibility is sent to clients as a new cursor. */
+     * for clients without cursor encodings (a guest may move its cursor on its own); only a new shape,
+     * hotspot or visibility is sent to clients as a new cursor. */
     bool visible = cursor->visible && cursor->image;
     g_mutex_lock(&v->lock);
     v->cursor_x = cursor->x;
     v->cursor_y = cursor->y;
     v->cursor_pos_pending = true;
     g_mutex_unlock(&v->lock);
+    wake_thread(v);
     if (cursor->image == v->shown_cursor && cursor->hot_x == v->shown_hot_x &&
         cursor->hot_y == v->shown_hot_y && visible == v->shown_visible)
         return;
@@ -506,6 +527,7 @@ static void on_cursor(void *opaque, struct display *d, const struct display_curs
     v->cursor_visible = visible;
     v->cursor_pending = true;
     g_mutex_unlock(&v->lock);
+    wake_thread(v);
 }
 
 static const struct display_listener_ops listener_ops = {
@@ -530,6 +552,8 @@ static gboolean on_listen_ready(gint fd, GIOCondition cond, gpointer data)
         g_array_append_val(v->new_fds, p);
     }
     g_mutex_unlock(&v->lock);
+    if (!full)
+        wake_thread(v);
     if (full) {
         log_message_ratelimited(&v->rl, LOG_LEVEL_WARN, "vnc: connection refused: already %d clients",
                                 VNC_MAX_CLIENTS);
@@ -635,6 +659,7 @@ struct vnc *vnc_start(const struct vnc_spec *spec, struct machine *m, struct inp
     v->display = m ? display_find(m, NULL, 0) : NULL;
     v->desktop_name = g_strdup(desktop_name ? desktop_name : "deskvm");
     v->listen_fd[0] = v->listen_fd[1] = -1;
+    v->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     v->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5000, 5);
     v->rl_thread = (struct log_ratelimit)LOG_RATELIMIT_INIT(5000, 5);
     g_mutex_init(&v->lock);
@@ -644,6 +669,11 @@ struct vnc *vnc_start(const struct vnc_spec *spec, struct machine *m, struct inp
     v->garbage = g_ptr_array_new();
     v->clients = g_ptr_array_new();
 
+    if (v->wake_fd < 0) {
+        *error = g_strdup_printf("eventfd: %s", g_strerror(errno));
+        vnc_stop(v);
+        return NULL;
+    }
     v->keymap = keymap_new(keymap_layout ? keymap_layout : KEYMAP_DEFAULT_LAYOUT, error);
     if (!v->keymap || !open_listeners(v, error)) {
         vnc_stop(v);
@@ -669,6 +699,8 @@ struct vnc *vnc_start(const struct vnc_spec *spec, struct machine *m, struct inp
     s->alwaysShared = TRUE;
     s->neverShared = FALSE;
     s->maxClientWait = VNC_CLIENT_WAIT_MS;
+    /* Damage comes batched by the display core's refresh: an update can go out as soon as it is asked for. */
+    s->deferUpdateTime = 0;
     s->newClientHook = on_new_client;
     s->setDesktopSizeHook = on_desktop_size;
     if (spec->password) {
@@ -712,8 +744,11 @@ void vnc_stop(struct vnc *v)
         unlink(v->spec.path);
     if (v->thread) {
         g_atomic_int_set(&v->quit, 1);
+        wake_thread(v);
         g_thread_join(v->thread);
     }
+    if (v->wake_fd >= 0)
+        close(v->wake_fd);
     if (v->screen)
         rfbScreenCleanup(v->screen);
     vnc_input_fini(v);

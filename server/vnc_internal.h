@@ -65,6 +65,8 @@ struct vnc {
 
     GThread *thread;
     gint quit; /* atomic */
+    /* eventfd: the main loop handed something over; wakes the thread out of libvncserver's select */
+    int wake_fd;
 
     GMutex lock;
     /* [lock] main loop -> VNC thread */

@@ -541,8 +541,8 @@ static void test_fences(void)
 
 /* ---------------------------------------------------------------- cursor */
 
-/* Linux's cursors are dumb buffers, which it creates as B8G8R8X8 resources and fills with ARGB8888: the padding
- * byte is the cursor's alpha. */
+/* Linux's cursors are dumb buffers, which it creates as B8G8R8X8 resources and fills with ARGB8888: the
+ * padding byte is the cursor's alpha. */
 static void test_cursor_x8_alpha(void)
 {
     setup();
@@ -561,7 +561,8 @@ static void test_cursor_x8_alpha(void)
     const uint8_t *data = (const uint8_t *)pixman_image_get_data(c->image);
     int stride = pixman_image_get_stride(c->image);
     g_assert_cmphex(le32_load(data + 4 * 3 + (size_t)5 * stride), ==, 0xff000000u | pattern(3, 5));
-    g_assert_cmphex(le32_load(data + 4 * 20 + (size_t)30 * stride), ==, 0); /* transparent, not opaque black */
+    /* transparent, not opaque black */
+    g_assert_cmphex(le32_load(data + 4 * 20 + (size_t)30 * stride), ==, 0);
     g_assert_cmpint(c->x, ==, 51);
     g_assert_cmpint(c->y, ==, 62);
     teardown();

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * guest-cursor [X Y]: sets a hardware cursor through DRM's legacy cursor ioctl on the first CRTC of
- * /dev/dri/card0, as a desktop's compositor or X server does, and moves its hotspot to (X, Y) (default 100, 200).
- * The 64x64 ARGB8888 image: pixel (x, y) is opaque with red 4x, green 4y, blue 0x80 inside the 24x16 box at the
- * top left, fully transparent elsewhere; the hotspot is (5, 7). Prints
+ * /dev/dri/card0, as a desktop's compositor or X server does, and moves its hotspot to (X, Y) (default 100,
+ * 200). The 64x64 ARGB8888 image: pixel (x, y) is opaque with red 4x, green 4y, blue 0x80 inside the 24x16
+ * box at the top left, fully transparent elsewhere; the hotspot is (5, 7). Prints
  *
  *   DESKVM-CURSOR: set crtc=ID at X,Y
  *
@@ -103,9 +103,9 @@ int main(int argc, char **argv)
     for (int row = 0; row < SIZE; row++) {
         uint32_t *line = (uint32_t *)(p + (size_t)row * dumb.pitch);
         for (int col = 0; col < SIZE; col++)
-            line[col] = col < BOX_W && row < BOX_H ? 0xff000000u | (uint32_t)(4 * col) << 16 |
-                                                         (uint32_t)(4 * row) << 8 | 0x80u
-                                                   : 0;
+            line[col] = col < BOX_W && row < BOX_H
+                            ? 0xff000000u | (uint32_t)(4 * col) << 16 | (uint32_t)(4 * row) << 8 | 0x80u
+                            : 0;
     }
 
     struct mode_cursor2 cur = {
@@ -120,7 +120,8 @@ int main(int argc, char **argv)
     if (ioctl(fd, IOCTL_MODE_CURSOR2, &cur) < 0)
         return fail("CURSOR2 set");
     /* DRM places the image's top-left corner; the hotspot is only information for virtual hardware. */
-    struct mode_cursor2 move = {.flags = MODE_CURSOR_MOVE, .crtc_id = crtcs[0], .x = x - HOT_X, .y = y - HOT_Y};
+    struct mode_cursor2 move = {
+        .flags = MODE_CURSOR_MOVE, .crtc_id = crtcs[0], .x = x - HOT_X, .y = y - HOT_Y};
     if (ioctl(fd, IOCTL_MODE_CURSOR2, &move) < 0)
         return fail("CURSOR2 move");
     printf("DESKVM-CURSOR: set crtc=%u at %d,%d\n", crtcs[0], x, y);
