@@ -131,9 +131,11 @@ static void apply_surface(struct vnc *v, pixman_image_t *surface)
     log_debug("vnc: framebuffer now %dx%d", w, h);
 }
 
-/* The guest's cursor as an rfbCursor: the ARGB image as rich source in the server format, its alpha, and a
- * 1-bit mask for clients that take only X cursors. NULL (no cursor at all, so libvncserver never draws one
- * into the shadow) while the guest shows none. */
+/* The guest's cursor as an rfbCursor for clients that take cursor shapes: the ARGB image as rich source in the
+ * server format and a 1-bit mask from its alpha. Clients without cursor encodings get no cursor in their
+ * pixels, as from QEMU (test automation compares those pixels with reference pictures): libvncserver would
+ * paint the cursor into the picture for them, blended by alphaSource, which is therefore all transparent.
+ * NULL while the guest shows no cursor. */
 static rfbCursorPtr make_cursor(pixman_image_t *image, int hot_x, int hot_y)
 {
     int w = pixman_image_get_width(image), h = pixman_image_get_height(image);
@@ -155,7 +157,7 @@ static rfbCursorPtr make_cursor(pixman_image_t *image, int hot_x, int hot_y)
     c->xhot = (unsigned short)CLAMP(hot_x, 0, w - 1);
     c->yhot = (unsigned short)CLAMP(hot_y, 0, h - 1);
     c->richSource = malloc((size_t)w * (size_t)h * 4);
-    c->alphaSource = malloc((size_t)w * (size_t)h);
+    c->alphaSource = calloc((size_t)w, (size_t)h); /* painted cursor: nothing (see above) */
     c->mask = calloc((size_t)mstride, (size_t)h);
     c->alphaPreMultiplied = TRUE; /* pixman's a8r8g8b8 is premultiplied */
     c->cleanup = c->cleanupRichSource = c->cleanupMask = c->cleanupSource = TRUE;
@@ -168,7 +170,6 @@ static rfbCursorPtr make_cursor(pixman_image_t *image, int hot_x, int hot_y)
             uint8_t a = (uint8_t)(p >> 24);
             /* server format: XRGB words, i.e. the pixel without its alpha byte */
             ((uint32_t *)(void *)c->richSource)[y * w + x] = p & 0xffffffu;
-            c->alphaSource[y * w + x] = a;
             if (a >= 0x80) {
                 c->mask[y * mstride + x / 8] |= (unsigned char)(0x80u >> (x % 8));
                 any = true;

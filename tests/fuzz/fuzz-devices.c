@@ -5,36 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "log.h"
-#include "machine.h"
-#include "pc.h"
+#include "fuzz_machine.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct cursor {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t take(struct cursor *c, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t b = 0;
-        if (c->left) {
-            b = *c->p++;
-            c->left--;
-        }
-        v |= (uint64_t)b << (8 * i);
-    }
-    return v;
-}
-
-static void on_request(void *opaque, enum machine_request req)
-{
-    (void)opaque;
-    (void)req;
-}
 
 static void region_access(struct machine *m, struct io_bus *bus, struct cursor *c, bool write)
 {
@@ -55,19 +28,9 @@ static void region_access(struct machine *m, struct io_bus *bus, struct cursor *
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool quiet;
-    if (!quiet) {
-        log_set_level(LOG_LEVEL_ERROR);
-        quiet = true;
-    }
     struct machine m;
     struct pc_config cfg = {.ram_size = 16 << 20, .cpus = 2, .manual_clock = true, .test_device = true};
-    char *err = NULL;
-    if (pc_machine_init(&m, &cfg, &err) < 0) {
-        g_free(err);
-        __builtin_trap();
-    }
-    machine_set_request_handler(&m, on_request, NULL);
+    fuzz_machine_init(&m, &cfg);
     struct cursor c = {data, size};
     machine_lock(&m);
     for (unsigned ops = 0; c.left && ops < 2000; ops++) {

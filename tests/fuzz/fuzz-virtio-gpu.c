@@ -8,9 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "machine.h"
-#include "pc.h"
+#include "fuzz_machine.h"
 #include "pci.h"
 #include "virtio_gpu.h"
 #include "virtio_pci.h"
@@ -25,31 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define REQ_MAX 0x4000
 #define RESP_MAX 0x800
 #define DATA 0x100000ULL /* where RAM writes go: backing the guest hands over */
-
-struct cursor {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t take(struct cursor *c, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t b = 0;
-        if (c->left) {
-            b = *c->p++;
-            c->left--;
-        }
-        v |= (uint64_t)b << (8 * i);
-    }
-    return v;
-}
-
-static void on_request(void *opaque, enum machine_request req)
-{
-    (void)opaque;
-    (void)req;
-}
 
 static const uint32_t types[] = {
     VIRTIO_GPU_CMD_GET_DISPLAY_INFO,
@@ -70,24 +43,7 @@ static const uint32_t types[] = {
 /* The driver's side: reset, features, both queues, DRIVER_OK. */
 static void driver_up(struct virtio_device *vdev, bool edid)
 {
-    virtio_set_status(vdev, 0);
-    virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    vdev->driver_feature_select = 0;
-    virtio_set_driver_features_window(vdev, edid ? 1u << VIRTIO_GPU_F_EDID : 0);
-    vdev->driver_feature_select = 1;
-    virtio_set_driver_features_window(vdev, 1u << (VIRTIO_F_VERSION_1 - 32));
-    uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    virtio_set_status(vdev, s);
-    for (unsigned n = 0; n < 2; n++) {
-        struct virtqueue *vq = &vdev->queues[n];
-        vq->size = QSIZE;
-        vq->msix_vector = VIRTIO_MSI_NO_VECTOR;
-        vq->desc_addr = RING(n);
-        vq->avail_addr = RING(n) + 0x1000;
-        vq->used_addr = RING(n) + 0x2000;
-        virtqueue_enable(vq);
-    }
-    virtio_set_status(vdev, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    fuzz_virtio_driver_up(vdev, edid ? 1u << VIRTIO_GPU_F_EDID : 0, 2, QSIZE, RING(0), RING(1) - RING(0));
 }
 
 static void set_desc(struct machine *m, uint64_t table, unsigned i, uint64_t addr, uint32_t len,
@@ -147,20 +103,10 @@ static void request(struct machine *m, struct virtio_gpu *g, unsigned n, struct 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool quiet;
-    if (!quiet) {
-        /* FUZZ_VERBOSE=1 shows the device's complaints and what a seed achieved, for writing seeds. */
-        log_set_level(getenv("FUZZ_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
-        quiet = true;
-    }
     struct machine m;
     struct pc_config cfg = {.ram_size = RAM, .cpus = 1, .manual_clock = true};
+    fuzz_machine_init(&m, &cfg);
     char *err = NULL;
-    if (pc_machine_init(&m, &cfg, &err) < 0) {
-        g_free(err);
-        __builtin_trap();
-    }
-    machine_set_request_handler(&m, on_request, NULL);
     machine_lock(&m);
     const struct virtio_gpu_config gcfg = {
         .num_scanouts = 2, .width = 640, .height = 480, .hostmem_max = 8u << 20};

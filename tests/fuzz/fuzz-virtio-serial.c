@@ -9,9 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "machine.h"
-#include "pc.h"
+#include "fuzz_machine.h"
 #include "pci.h"
 #include "virtio_pci.h"
 #include "virtio_serial.h"
@@ -25,31 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define RING(n) (0x10000ULL + 0x4000ULL * (n)) /* desc, avail at +0x1000, used at +0x2000 */
 #define BUFAREA(n) (0x100000ULL + 0x40000ULL * (n))
 #define BUF_MAX 0x3000
-
-struct cursor {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t take(struct cursor *c, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t b = 0;
-        if (c->left) {
-            b = *c->p++;
-            c->left--;
-        }
-        v |= (uint64_t)b << (8 * i);
-    }
-    return v;
-}
-
-static void on_request(void *opaque, enum machine_request req)
-{
-    (void)opaque;
-    (void)req;
-}
 
 /* The fake backend: takes up to `room` bytes, then is full until the input gives it more. */
 struct fake {
@@ -87,24 +60,8 @@ static const struct serial_port_backend_ops fake_ops = {fb_open, fb_data, fb_roo
 
 static void driver_up(struct virtio_device *vdev, bool multiport)
 {
-    virtio_set_status(vdev, 0);
-    virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    vdev->driver_feature_select = 0;
-    virtio_set_driver_features_window(vdev, multiport ? 1u << VIRTIO_CONSOLE_F_MULTIPORT : 0);
-    vdev->driver_feature_select = 1;
-    virtio_set_driver_features_window(vdev, 1u << (VIRTIO_F_VERSION_1 - 32));
-    uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    virtio_set_status(vdev, s);
-    for (unsigned n = 0; n < NQUEUES; n++) {
-        struct virtqueue *vq = &vdev->queues[n];
-        vq->size = QSIZE;
-        vq->msix_vector = VIRTIO_MSI_NO_VECTOR;
-        vq->desc_addr = RING(n);
-        vq->avail_addr = RING(n) + 0x1000;
-        vq->used_addr = RING(n) + 0x2000;
-        virtqueue_enable(vq);
-    }
-    virtio_set_status(vdev, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    fuzz_virtio_driver_up(vdev, multiport ? 1u << VIRTIO_CONSOLE_F_MULTIPORT : 0, NQUEUES, QSIZE, RING(0),
+                          RING(1) - RING(0));
 }
 
 /* One buffer on queue n (device-writable for receive queues), len bytes, the first bytes from the input. */
@@ -135,21 +92,11 @@ static void post(struct machine *m, struct virtio_device *vdev, unsigned n, stru
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool quiet;
-    if (!quiet) {
-        log_set_level(getenv("FUZZ_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
-        quiet = true;
-    }
     struct machine m;
     const struct virtio_serial_conf conf = {
         .nports = 2, .names = {"org.deskvm.fuzz.0", "com.redhat.spice.0"}, .max_nr_ports = NPORTS_MAX};
     struct pc_config cfg = {.ram_size = RAM, .cpus = 1, .manual_clock = true, .virtio_serial = &conf};
-    char *err = NULL;
-    if (pc_machine_init(&m, &cfg, &err) < 0) {
-        g_free(err);
-        __builtin_trap();
-    }
-    machine_set_request_handler(&m, on_request, NULL);
+    fuzz_machine_init(&m, &cfg);
     machine_lock(&m);
     struct virtio_serial *vs = virtio_serial_at(&m, VIRTIO_SERIAL_SLOT);
     if (!vs)

@@ -14,7 +14,8 @@ from tap import Tap  # noqa: E402
 t = Tap()
 TARGETS = {"fuzz-qmp": "qmp", "fuzz-devices": "devices", "fuzz-decode": "decode",
            "fuzz-virtqueue": "virtqueue", "fuzz-qcow2": "qcow2", "fuzz-virtio-gpu": "virtio-gpu",
-           "fuzz-virtio-serial": "virtio-serial"}
+           "fuzz-virtio-serial": "virtio-serial",
+           "fuzz-vnc": "vnc"}
 RUNS = os.environ.get("DESKVM_FUZZ_RUNS", "20000")
 
 for target, corpus in TARGETS.items():

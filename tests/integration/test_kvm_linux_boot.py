@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import DESKVM, build_guest_image, kvm_usable, tmpdir  # noqa: E402
+from deskvm_harness import DESKVM, build_guest_image, kvm_usable, tmpdir, wait_exit  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -55,11 +55,7 @@ out = text()
 full_boot = "DESKVM-GUEST: ready" in out
 if p.poll() is None:
     p.terminate()
-try:
-    p.wait(timeout=10)
-except subprocess.TimeoutExpired:
-    p.kill()
-    p.wait()
+wait_exit(p, 10)
 p.stderr.close()
 logtext = open(log, errors="replace").read() if os.path.exists(log) else ""
 

@@ -21,6 +21,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from deskvm_harness import (QmpClient, build_guest_image, free_port, free_vnc_display, guest_command,
                             read_text, tmpdir, wait_for)  # noqa: E402
+from fbpattern import fbpattern_rows  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
@@ -30,10 +31,6 @@ CHROMEDRIVER = shutil.which("chromedriver")
 BOOT_TIMEOUT = 240
 W, H = 800, 600
 PASSWORD = "novnc-pw"
-
-
-def expected_rows(w, h):
-    return [bytes(v for x in range(w) for v in (x & 0xFF, y & 0xFF, (7 * x + 3 * y) & 0xFF)) for y in range(h)]
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -184,7 +181,7 @@ def main():
         page = (f"http://127.0.0.1:{httpd.server_port}/vnc_lite.html?host=127.0.0.1&port={ws_port}"
                 f"&path=websockify&password={PASSWORD}")
         wd.navigate(page)
-        want = expected_rows(W, H)
+        want = fbpattern_rows(W, H)
         size, status, result = read_canvas(wd, want, 60, lambda r: r[1] < 4 and r[2] < 2.5)
         t.eq(size, (W, H), "noVNC's canvas has the guest's mode size")
         t.ok(result is not None and result[1] < 4 and result[2] < 2.5,

@@ -8,10 +8,11 @@ of the display before the guest sets a scanout."""
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from deskvm_harness import QmpClient, build_guest_image, guest_command, read_text, tmpdir, wait_for  # noqa: E402
+from deskvm_harness import (QmpClient, build_guest_image, guest_command, read_text, tmpdir, wait_exit,
+                            wait_for)  # noqa: E402
+from fbpattern import wait_screendump_pattern  # noqa: E402
 from png import decode_png  # noqa: E402
 from qtest import QtestMachine  # noqa: E402
 from tap import Tap  # noqa: E402
@@ -19,11 +20,6 @@ from tap import Tap  # noqa: E402
 t = Tap()
 BOOT_TIMEOUT = 240
 W, H = 800, 600
-
-
-def expected_rows(w, h):
-    return [bytes(v for x in range(w) for v in (x & 0xFF, y & 0xFF, (7 * x + 3 * y) & 0xFF))
-            for y in range(h)]
 
 
 def test_qtest():
@@ -76,37 +72,16 @@ def main():
             return
         q = QmpClient(qmp)
         q.negotiate()
-        want = expected_rows(W, H)
-        shot = os.path.join(d, "shot.png")
-        # fbdev emulation flushes the guest's writes a moment later (its damage worker): poll a few times.
-        bad, size, rows, deadline = None, None, None, time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r = q.cmd("screendump", {"filename": shot, "device": "video0"})
-            if r != {"return": {}}:
-                bad = r
-                break
-            w, h, rows = decode_png(open(shot, "rb").read())
-            size = (w, h)
-            bad = [y for y in range(min(h, H)) if rows[y] != want[y]] if size == (W, H) else "size"
-            if not bad:
-                break
-            time.sleep(1)
+        # fbdev emulation flushes the guest's writes a moment later (its damage worker).
+        size, bad = wait_screendump_pattern(q, os.path.join(d, "shot.png"), W, H, {"device": "video0"})
         t.eq(size, (W, H), "screendump has the guest's mode size")
-        detail = f"bad rows: {bad[:10] if isinstance(bad, list) else bad} of {len(bad) if bad else 0}"
-        if isinstance(bad, list) and bad:
-            y = bad[0]
-            detail += f"\nrow {y} got {rows[y][:24].hex()} want {want[y][:24].hex()}"
-        t.ok(not bad, "screendump pixels equal the pattern the guest drew", detail)
+        t.ok(not bad, "screendump pixels equal the pattern the guest drew", bad)
         errors = [line for line in read_text(log).splitlines() if "virtio-gpu:" in line]
         t.eq(errors, [], "the device logged no guest errors")
         q.cmd("quit")
         q.close()
     finally:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        wait_exit(p, 20)
 
 
 t.run(test_qtest, "virtio-gpu on qtest")

@@ -15,7 +15,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from deskvm_harness import (QmpClient, build_guest_image, free_vnc_display, guest_command, read_text, tmpdir,
-                            wait_for)  # noqa: E402
+                            wait_exit, wait_for)  # noqa: E402
+from fbpattern import fbpattern_rgb, fbpattern_rows  # noqa: E402
 from png import decode_png  # noqa: E402
 import rfb  # noqa: E402
 from rfb import RfbClient  # noqa: E402
@@ -34,10 +35,6 @@ WANT_KBD = [(KEY_A, 1), (KEY_A, 0), (KEY_LEFTSHIFT, 1), (KEY_A, 1), (KEY_A, 0), 
 WANT_TABLET = [(EV_ABS, 0, PX * 0x7FFF // W), (EV_ABS, 1, PY * 0x7FFF // H), (EV_KEY, BTN_LEFT, 1),
                (EV_KEY, BTN_LEFT, 0)]
 EVENTS = len(WANT_KBD) + len(WANT_TABLET)
-
-
-def expected_rows(w, h):
-    return [bytes(v for x in range(w) for v in (x & 0xFF, y & 0xFF, (7 * x + 3 * y) & 0xFF)) for y in range(h)]
 
 
 def bad_rows(rows, want):
@@ -101,7 +98,7 @@ def check_pixels(d, port, q, want):
     c.refresh()
     x, y = 123, 321
     r, g, b = c.pixel(x, y)
-    wr, wg, wb = x & 0xFF, y & 0xFF, (7 * x + 3 * y) & 0xFF
+    wr, wg, wb = fbpattern_rgb(x, y)
     t.ok(abs(r - wr) <= 8 and abs(g - wg) <= 4 and abs(b - wb) <= 8, "RGB565 clients get converted pixels",
          ((r, g, b), (wr, wg, wb)))
     c.close()
@@ -245,7 +242,7 @@ def main():
             return
         q = QmpClient(qmp)
         q.negotiate()
-        check_pixels(d, port, q, expected_rows(W, H))
+        check_pixels(d, port, q, fbpattern_rows(W, H))
         logtext = read_text(log)
         t.ok(re.search(r"vnc: Using tight encoding for client", logtext) and "JPEG" in logtext,
              "libvncserver used Tight with JPEG for the lossy client")
@@ -266,11 +263,7 @@ def main():
         q.cmd("quit")
         q.close()
     finally:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        wait_exit(p, 30)
     if not t.failed:
         shutil.rmtree(d, ignore_errors=True)
 

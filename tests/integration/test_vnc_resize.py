@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from deskvm_harness import (QmpClient, build_guest_image, free_vnc_display, guest_command, read_text, tmpdir,
-                            wait_for)  # noqa: E402
+                            wait_exit, wait_for)  # noqa: E402
 from png import decode_png  # noqa: E402
 import rfb  # noqa: E402
 from rfb import RfbClient  # noqa: E402
@@ -71,11 +71,7 @@ def main():
         q.cmd("quit")
         q.close()
     finally:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        wait_exit(p, 30)
 
 
 t.run(main, "VNC resize on virtio-gpu")
