@@ -131,8 +131,8 @@ static void apply_surface(struct vnc *v, pixman_image_t *surface)
     log_debug("vnc: framebuffer now %dx%d", w, h);
 }
 
-/* The guest's cursor as an rfbCursor for clients that take cursor shapes: the ARGB image as rich source in the
- * server format and a 1-bit mask from its alpha. Clients without cursor encodings get no cursor in their
+/* The guest's cursor as an rfbCursor for clients that take cursor shapes: the ARGB image as rich source in
+ * the server format and a 1-bit mask from its alpha. Clients without cursor encodings get no cursor in their
  * pixels, as from QEMU (test automation compares those pixels with reference pictures): libvncserver would
  * paint the cursor into the picture for them, blended by alphaSource, which is therefore all transparent.
  * NULL while the guest shows no cursor. */
@@ -340,6 +340,25 @@ static void on_client_gone(rfbClientPtr cl)
     g_free(vc);
 }
 
+/* libvncserver 0.9.14 turns a FramebufferUpdateRequest of zero width or height into a degenerate rectangle
+ * that later divides by zero when it is sent in Zlib (a client could crash the server with two messages). The
+ * hook runs before the request becomes a region (clipped to the screen, in host order): such a request, which
+ * asks for nothing, becomes an incremental one for one pixel inside the screen, which asks for nothing new.
+ */
+static void on_update_request(rfbClientPtr cl, rfbFramebufferUpdateRequestMsg *req)
+{
+    if (!req->w || !req->h)
+        req->incremental = 1;
+    if (!req->w) {
+        req->x = (uint16_t)MIN((int)req->x, cl->screen->width - 1);
+        req->w = 1;
+    }
+    if (!req->h) {
+        req->y = (uint16_t)MIN((int)req->y, cl->screen->height - 1);
+        req->h = 1;
+    }
+}
+
 static enum rfbNewClientAction on_new_client(rfbClientPtr cl)
 {
     struct vnc *v = cl->screen->screenData;
@@ -351,6 +370,7 @@ static enum rfbNewClientAction on_new_client(rfbClientPtr cl)
                                 VNC_MAX_CLIENTS);
         return RFB_CLIENT_REFUSE;
     }
+    cl->clientFramebufferUpdateRequestHook = on_update_request;
     struct vnc_client *vc = g_new0(struct vnc_client, 1);
     vc->v = v;
     vc->cl = cl;
@@ -700,8 +720,7 @@ struct vnc *vnc_start(const struct vnc_spec *spec, struct machine *m, struct inp
     s->alwaysShared = TRUE;
     s->neverShared = FALSE;
     s->maxClientWait = VNC_CLIENT_WAIT_MS;
-    /* Damage comes batched by the display core's refresh: an update can go out as soon as it is asked for. */
-    s->deferUpdateTime = 0;
+
     s->newClientHook = on_new_client;
     s->setDesktopSizeHook = on_desktop_size;
     if (spec->password) {
