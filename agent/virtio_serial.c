@@ -368,10 +368,7 @@ static uint64_t vs_config_read(void *opaque, unsigned offset, unsigned size)
     struct virtio_serial *vs = opaque;
     uint8_t img[VIRTIO_CONSOLE_CONFIG_SIZE] = {0}; /* cols, rows 0: no size; emerg_wr reads 0 */
     le32_store(img + VIRTIO_CONSOLE_CFG_MAX_NR_PORTS, vs->max_nr_ports);
-    uint64_t v = 0;
-    for (unsigned i = 0; i < size; i++)
-        v |= (uint64_t)img[offset + i] << (8 * i);
-    return v;
+    return le_load_n(img + offset, size);
 }
 
 static void vs_config_write(void *opaque, unsigned offset, uint64_t value, unsigned size)

@@ -31,10 +31,7 @@ static uint64_t gpu_config_read(void *opaque, unsigned offset, unsigned size)
     le32_store(img + VIRTIO_GPU_CFG_EVENTS_CLEAR, 0);
     le32_store(img + VIRTIO_GPU_CFG_NUM_SCANOUTS, g->num_scanouts);
     le32_store(img + VIRTIO_GPU_CFG_NUM_CAPSETS, 0);
-    uint64_t v = 0;
-    for (unsigned i = 0; i < size; i++)
-        v |= (uint64_t)img[offset + i] << (8 * i);
-    return v;
+    return le_load_n(img + offset, size);
 }
 
 static void gpu_config_write(void *opaque, unsigned offset, uint64_t value, unsigned size)

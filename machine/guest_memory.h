@@ -150,5 +150,15 @@ static inline void le64_store(void *p, uint64_t v)
     le32_store(p, (uint32_t)v);
     le32_store((uint8_t *)p + 4, (uint32_t)(v >> 32));
 }
+/* size (1..8) little-endian bytes at p as a number: a device's register or config-space image read at any
+ * offset and width (the caller has checked both against the image). */
+static inline uint64_t le_load_n(const void *p, unsigned size)
+{
+    const uint8_t *b = p;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < size; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
 
 #endif

@@ -116,10 +116,7 @@ static uint64_t vi_config_read(void *opaque, unsigned offset, unsigned size)
     img[VIRTIO_INPUT_CFG_SELECT] = d->select;
     img[VIRTIO_INPUT_CFG_SUBSEL] = d->subsel;
     img[VIRTIO_INPUT_CFG_SIZE] = config_item(d, img + VIRTIO_INPUT_CFG_UNION);
-    uint64_t v = 0;
-    for (unsigned i = 0; i < size; i++)
-        v |= (uint64_t)img[offset + i] << (8 * i);
-    return v;
+    return le_load_n(img + offset, size);
 }
 
 static void vi_config_write(void *opaque, unsigned offset, uint64_t value, unsigned size)

@@ -92,6 +92,17 @@ static JsonNode *cmd_expire_password(void *opaque, struct qmp_session *session, 
     return NULL;
 }
 
+/* QEMU's VncBasicInfo members, which the server and each client report alike. */
+static void add_address(JsonBuilder *b, const char *host, const char *service, const char *family)
+{
+    json_builder_set_member_name(b, "host");
+    json_builder_add_string_value(b, host);
+    json_builder_set_member_name(b, "service");
+    json_builder_add_string_value(b, service);
+    json_builder_set_member_name(b, "family");
+    json_builder_add_string_value(b, family);
+}
+
 static JsonNode *cmd_query_vnc(void *opaque, struct qmp_session *session, JsonObject *args, GError **error)
 {
     struct qmp_vnc *q = opaque;
@@ -105,12 +116,7 @@ static JsonNode *cmd_query_vnc(void *opaque, struct qmp_session *session, JsonOb
     if (q->v) {
         struct vnc_server_info *info = g_new0(struct vnc_server_info, 1);
         vnc_query(q->v, info);
-        json_builder_set_member_name(b, "host");
-        json_builder_add_string_value(b, info->host);
-        json_builder_set_member_name(b, "service");
-        json_builder_add_string_value(b, info->service);
-        json_builder_set_member_name(b, "family");
-        json_builder_add_string_value(b, info->family);
+        add_address(b, info->host, info->service, info->family);
         json_builder_set_member_name(b, "auth");
         json_builder_add_string_value(b, info->auth);
         json_builder_set_member_name(b, "clients");
@@ -118,12 +124,7 @@ static JsonNode *cmd_query_vnc(void *opaque, struct qmp_session *session, JsonOb
         for (unsigned i = 0; i < info->nclients; i++) {
             const struct vnc_client_info *c = &info->clients[i];
             json_builder_begin_object(b);
-            json_builder_set_member_name(b, "host");
-            json_builder_add_string_value(b, c->host);
-            json_builder_set_member_name(b, "service");
-            json_builder_add_string_value(b, c->service);
-            json_builder_set_member_name(b, "family");
-            json_builder_add_string_value(b, c->family);
+            add_address(b, c->host, c->service, c->family);
             json_builder_set_member_name(b, "websocket");
             json_builder_add_boolean_value(b, c->websocket);
             json_builder_end_object(b);

@@ -21,10 +21,7 @@ static uint64_t echo_config_read(void *opaque, unsigned offset, unsigned size)
     le32_store(img, ECHO_MAGIC);
     le32_store(img + 4, e->scratch);
     le64_store(img + 8, 0x1122334455667788ULL);
-    uint64_t v = 0;
-    for (unsigned i = 0; i < size; i++)
-        v |= (uint64_t)img[offset + i] << (8 * i);
-    return v;
+    return le_load_n(img + offset, size);
 }
 
 static void echo_config_write(void *opaque, unsigned offset, uint64_t value, unsigned size)
