@@ -97,7 +97,20 @@ int qcow2_write_meta(struct qcow2_state *s, uint64_t off, const void *buf, size_
     return file_write(s, off, buf, len, errp);
 }
 
-/* Data must never land on the header, L1/refcount tables, the snapshot table or a snapshot's L1 table. */
+/* Whether [off, end) meets one of the clusters the table's entries point at (entries masked by mask; 0: none). */
+static bool overlaps_tables(const struct qcow2_state *s, const uint64_t *table, uint32_t n, uint64_t mask,
+                            uint64_t off, uint64_t end)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t a = table[i] & mask;
+        if (a && off < a + s->cluster_size && end > a)
+            return true;
+    }
+    return false;
+}
+
+/* Data must never land on the header, L1/refcount tables, an active L2 table or refcount block (a corrupt image
+ * can map a guest cluster onto one), the snapshot table or a snapshot's L1 table. */
 static bool data_overlaps(struct qcow2_state *s, uint64_t off, uint64_t len, const char **what)
 {
     if (qcow2_overlaps_metadata(s, off, len)) {
@@ -105,6 +118,14 @@ static bool data_overlaps(struct qcow2_state *s, uint64_t off, uint64_t len, con
         return true;
     }
     uint64_t end = off + len;
+    if (overlaps_tables(s, s->l1, s->l1_size, L1E_OFFSET_MASK, off, end)) {
+        *what = "an L2 table";
+        return true;
+    }
+    if (overlaps_tables(s, s->reftable, s->reftable_size, REFT_OFFSET_MASK, off, end)) {
+        *what = "a refcount block";
+        return true;
+    }
     if (s->nb_snapshots && off < s->h.snapshots_offset + s->cluster_size && end > s->h.snapshots_offset) {
         *what = "the snapshot table";
         return true;
