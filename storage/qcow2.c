@@ -97,7 +97,8 @@ int qcow2_write_meta(struct qcow2_state *s, uint64_t off, const void *buf, size_
     return file_write(s, off, buf, len, errp);
 }
 
-/* Whether [off, end) meets one of the clusters the table's entries point at (entries masked by mask; 0: none). */
+/* Whether [off, end) meets one of the clusters the table's entries point at (entries masked by mask; 0:
+ * none). */
 static bool overlaps_tables(const struct qcow2_state *s, const uint64_t *table, uint32_t n, uint64_t mask,
                             uint64_t off, uint64_t end)
 {
@@ -109,8 +110,8 @@ static bool overlaps_tables(const struct qcow2_state *s, const uint64_t *table, 
     return false;
 }
 
-/* Data must never land on the header, L1/refcount tables, an active L2 table or refcount block (a corrupt image
- * can map a guest cluster onto one), the snapshot table or a snapshot's L1 table. */
+/* Data must never land on the header, L1/refcount tables, an active L2 table or refcount block (a corrupt
+ * image can map a guest cluster onto one), the snapshot table or a snapshot's L1 table. */
 static bool data_overlaps(struct qcow2_state *s, uint64_t off, uint64_t len, const char **what)
 {
     if (qcow2_overlaps_metadata(s, off, len)) {
