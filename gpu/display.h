@@ -39,6 +39,13 @@ struct display_ops {
     /* A client asks for width x height. True if the device passed the request on to the guest; the new mode
      * arrives later as a surface change, if the guest acts on it. NULL: the mode is the guest's alone. */
     bool (*request_resize)(struct display *d, unsigned width, unsigned height);
+    /* A device that speaks SPICE's QXL interface itself (qxl) takes the SPICE server here (a SpiceServer *,
+     * void * to keep spice headers out of this interface) and adds its own QXL instance; the SPICE front end
+     * then feeds no simple display from the surface. Main loop, machine lock not held. False with *error when
+     * it could not. NULL for every other device. */
+    bool (*spice_attach)(struct display *d, void *spice_server, char **error);
+    /* The SPICE server is going away: remove the QXL instance. May be NULL. */
+    void (*spice_detach)(struct display *d);
 };
 
 /* What a consumer implements. Called on the main loop without the machine lock, from display_refresh. */

@@ -11,6 +11,7 @@
 #include "pci_testdev.h"
 #include "pic.h"
 #include "pit.h"
+#include "qxl.h"
 #include "rtc.h"
 #include "sysctl_ports.h"
 #include "uart8250.h"
@@ -44,6 +45,8 @@ int pc_machine_init(struct machine *m, const struct pc_config *cfg, char **error
         g_ptr_array_add(list, (gpointer)&bochs_display_device);
     else if (cfg->virtio_gpu)
         g_ptr_array_add(list, (gpointer)&virtio_gpu_device);
+    else if (cfg->qxl)
+        g_ptr_array_add(list, (gpointer)&qxl_device);
     if (cfg->virtio_keyboard)
         g_ptr_array_add(list, (gpointer)&virtio_keyboard_device);
     if (cfg->virtio_tablet)

@@ -21,6 +21,7 @@ struct pc_config {
     unsigned ndisks;
     bool bochs_display;                     /* add bochs-display */
     bool virtio_gpu;                        /* add virtio-gpu (exclusive with bochs_display: both use 00:02.0) */
+    bool qxl;                               /* add qxl-vga at 00:02.0 (exclusive with the two above) */
     unsigned display_width, display_height; /* the display's preferred mode; 0: 1024x768 */
 };
 

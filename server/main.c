@@ -19,8 +19,10 @@
 #include "qmp_display.h"
 #include "qmp_input.h"
 #include "qmp_server.h"
+#include "qmp_spice.h"
 #include "qmp_vm.h"
 #include "qmp_vnc.h"
+#include "spice_frontend.h"
 #include "vm.h"
 #include "vm_machine.h"
 #include "vnc.h"
@@ -35,7 +37,9 @@ struct deskvm {
     struct qmp_input *qmp_input;
     struct qmp_display *qmp_display;
     struct qmp_vnc *qmp_vnc;
+    struct qmp_spice *qmp_spice;
     struct vnc *vnc;
+    struct spice *spice;
     struct chardev *serial;
     struct vm_machine *machine;
     struct gdbstub *gdb;
@@ -151,6 +155,15 @@ static int fail_setup(struct deskvm *d, const char *msg)
     return 1;
 }
 
+/* A --serial-port of the agent's name keeps its unix socket: the user wants the raw stream, not spice-server. */
+static bool spice_agent_port_taken(const struct options *o)
+{
+    for (guint i = 0; i < o->serial_ports->len; i++)
+        if (!strcmp(g_array_index(o->serial_ports, struct serial_port_spec, i).name, SPICE_AGENT_PORT_NAME))
+            return true;
+    return false;
+}
+
 static void report_vm(struct deskvm *d)
 {
     const struct options *o = &d->opts;
@@ -234,7 +247,24 @@ static int run(struct deskvm *d)
             return fail_setup(d, msg);
         }
     }
-    d->qmp_vnc = qmp_vnc_attach(d->dispatcher, d->vnc);
+    if (o->spice.enabled) {
+        struct spice_deps deps = {
+            .m = vm_machine_get(d->machine),
+            .in = d->machine ? vm_machine_input(d->machine) : NULL,
+            .vm = d->vm,
+            .agent_port =
+                spice_agent_port_taken(o) ? NULL : vm_machine_serial_port(d->machine, SPICE_AGENT_PORT_NAME),
+            .name = o->name,
+        };
+        d->spice = spice_start(&o->spice, &deps, &err);
+        if (!d->spice) {
+            g_autofree char *msg = g_strdup_printf("--spice: %s", err);
+            g_free(err);
+            return fail_setup(d, msg);
+        }
+    }
+    d->qmp_vnc = qmp_vnc_attach(d->dispatcher, d->vnc, d->spice);
+    d->qmp_spice = qmp_spice_attach(d->dispatcher, d->qmp, d->spice);
     report_vm(d);
     g_unix_signal_add(SIGTERM, on_signal, d);
     g_unix_signal_add(SIGINT, on_signal, d);
@@ -256,12 +286,14 @@ static void cleanup(struct deskvm *d)
     gdbstub_free(d->gdb);
     /* Before the machine: the VNC thread reads the display's pixels. */
     vnc_stop(d->vnc);
+    spice_stop(d->spice);
     vm_machine_destroy(d->machine);
     chardev_close(d->serial);
     qmp_vm_detach(d->qmp_vm);
     qmp_input_detach(d->qmp_input);
     qmp_display_detach(d->qmp_display);
     qmp_vnc_detach(d->qmp_vnc);
+    qmp_spice_detach(d->qmp_spice);
     qmp_server_free(d->qmp);
     qmp_dispatcher_free(d->dispatcher);
     vm_free(d->vm);

@@ -181,8 +181,10 @@ static char *set_display(struct options *o, const char *v)
         o->display = DISPLAY_BOCHS;
     else if (!strcmp(v, "virtio-gpu"))
         o->display = DISPLAY_VIRTIO_GPU;
+    else if (!strcmp(v, "qxl"))
+        o->display = DISPLAY_QXL;
     else
-        return g_strdup_printf("'%s' is not bochs, virtio-gpu or none", v);
+        return g_strdup_printf("'%s' is not bochs, virtio-gpu, qxl or none", v);
     return NULL;
 }
 
@@ -241,6 +243,57 @@ static char *set_serial_port(struct options *o, const char *v)
     return add_serial_port(o, &spec);
 }
 
+/* QEMU's -object secret,id=ID,data=STRING|file=PATH: a password other options name by id instead of carrying it
+ * on the command line. Only the secret type is known. */
+static char *set_object(struct options *o, const char *v)
+{
+    g_auto(GStrv) parts = g_strsplit(v, ",", -1);
+    if (!parts[0] || strcmp(parts[0], "secret"))
+        return g_strdup_printf("'%s': only secret,id=ID,data=STRING|file=PATH objects are known",
+                               parts[0] ? parts[0] : "");
+    const char *id = NULL, *data = NULL, *file = NULL;
+    for (int i = 1; parts[i]; i++) {
+        const char *eq = strchr(parts[i], '=');
+        if (!eq)
+            return g_strdup_printf("secret: '%s' is not KEY=VALUE", parts[i]);
+        g_autofree char *key = g_strndup(parts[i], (gsize)(eq - parts[i]));
+        if (!strcmp(key, "id"))
+            id = eq + 1;
+        else if (!strcmp(key, "data"))
+            data = eq + 1;
+        else if (!strcmp(key, "file"))
+            file = eq + 1;
+        else if (!strcmp(key, "format") && !strcmp(eq + 1, "raw"))
+            continue;
+        else
+            return g_strdup_printf("secret: unknown parameter '%s' (known: id, data, file, format=raw)", key);
+    }
+    if (!id || !*id)
+        return g_strdup("secret: needs id=ID");
+    if (!data == !file)
+        return g_strdup_printf("secret %s: needs one of data= or file=", id);
+    if (g_hash_table_contains(o->secrets, id))
+        return g_strdup_printf("secret: id '%s' given twice", id);
+    char *value = NULL;
+    if (file) {
+        GError *gerr = NULL;
+        gsize len;
+        if (!g_file_get_contents(file, &value, &len, &gerr)) {
+            char *err = g_strdup_printf("secret %s: %s", id, gerr->message);
+            g_error_free(gerr);
+            return err;
+        }
+        if (strlen(value) != len) {
+            g_free(value);
+            return g_strdup_printf("secret %s: %s holds a NUL byte", id, file);
+        }
+    } else {
+        value = g_strdup(data);
+    }
+    g_hash_table_insert(o->secrets, g_strdup(id), value);
+    return NULL;
+}
+
 static char *set_guest_agent(struct options *o, const char *v)
 {
     char *err = NULL;
@@ -285,6 +338,17 @@ static char *set_gdb(struct options *o, const char *v)
         return err;
     listen_spec_clear(&o->gdb);
     o->gdb = spec;
+    return NULL;
+}
+
+static char *set_spice(struct options *o, const char *v)
+{
+    char *err = NULL;
+    struct spice_spec spec;
+    if (!spice_spec_parse(v, &spec, &err))
+        return err;
+    spice_spec_clear(&o->spice);
+    o->spice = spec;
     return NULL;
 }
 
@@ -386,9 +450,9 @@ static const struct option_def option_defs[] = {
     {"disk", 0, ARG_REQUIRED, true, true, set_disk, "file=PATH[,format=raw|qcow2][,...]",
      "add a virtio-blk disk (repeatable, up to 8); also readonly=on|off, cache=writeback|none|unsafe, "
      "discard=unmap|ignore"},
-    {"display", 0, ARG_REQUIRED, true, false, set_display, "bochs|virtio-gpu|none",
+    {"display", 0, ARG_REQUIRED, true, false, set_display, "bochs|virtio-gpu|qxl|none",
      "display device: bochs (bochs-display, Linux's bochs DRM driver), virtio-gpu (2D, Linux's virtio_gpu "
-     "driver) or none (default)"},
+     "driver), qxl (qxl-vga, Linux's qxl driver; needs --spice) or none (default)"},
     {"resolution", 0, ARG_REQUIRED, true, false, set_resolution, "WxH",
      "the display's preferred mode, offered to the guest through EDID (default 1024x768)"},
     {"trace-cpu", 0, ARG_REQUIRED, true, false, set_trace_cpu, "0|1|2",
@@ -408,6 +472,16 @@ static const struct option_def option_defs[] = {
     {"vnc", 0, ARG_REQUIRED, true, false, set_vnc, "HOST:DISPLAY[,password=on][,websocket=PORT]|unix:PATH|none",
      "VNC server on port 5900+DISPLAY (127.0.0.1 only unless password=on or insecure=on) or a unix socket; "
      "password=on: clients need the password QMP set_password sets; websocket=PORT: a second port for noVNC"},
+    {"spice", 0, ARG_REQUIRED, true, false, set_spice,
+     "port=N[,addr=127.0.0.1][,disable-ticketing=on|password-secret=ID][,tls-port=N,x509-dir=DIR][,...]"
+     "|unix=on,addr=PATH|none",
+     "SPICE server for remote-viewer (QEMU's -spice keys; also password=PW, image-compression, jpeg-wan-compression, "
+     "zlib-glz-wan-compression, streaming-video, playback-compression, agent-mouse, disable-copy-paste, "
+     "disable-agent-file-xfer, ipv4, ipv6). Clients are refused until QMP set_password unless "
+     "disable-ticketing=on or password= is given; non-loopback addresses need a password or insecure=on. "
+     "Adds the guest agent port com.redhat.spice.0 (virtio-serial) for spice-vdagent"},
+    {"object", 0, ARG_REQUIRED, true, true, set_object, "secret,id=ID,data=STRING|file=PATH",
+     "a secret other options refer to by id (--spice password-secret=ID), as QEMU's -object secret"},
     {"config", 0, ARG_REQUIRED, false, false, set_config, "FILE", "read options from an INI file ([deskvm] group)"},
     {"daemonize", 0, ARG_NONE, true, false, set_daemonize, NULL, "run in the background once set up"},
     {"pidfile", 0, ARG_REQUIRED, true, false, set_pidfile, "FILE", "write (and lock) the process id here"},
@@ -467,6 +541,7 @@ static void options_init(struct options *o)
     o->qmp = g_array_new(FALSE, TRUE, sizeof(struct listen_spec));
     o->disks = g_array_new(FALSE, TRUE, sizeof(struct virtio_blk_conf));
     o->serial_ports = g_array_new(FALSE, TRUE, sizeof(struct serial_port_spec));
+    o->secrets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     o->log_level = LOG_LEVEL_INFO;
     o->display_width = 1024;
     o->display_height = 768;
@@ -484,6 +559,9 @@ void options_clear(struct options *o)
     listen_spec_clear(&o->qtest);
     listen_spec_clear(&o->gdb);
     vnc_spec_clear(&o->vnc);
+    spice_spec_clear(&o->spice);
+    if (o->secrets)
+        g_hash_table_unref(o->secrets);
     if (o->qmp) {
         for (guint i = 0; i < o->qmp->len; i++)
             listen_spec_clear(&g_array_index(o->qmp, struct listen_spec, i));
@@ -655,6 +733,25 @@ static int validate(struct options *o, char **error)
     if (o->firmware && o->kernel) {
         *error = g_strdup("--firmware: cannot be combined with --kernel (deskvm boots one or the other)");
         return 2;
+    }
+    if (o->display == DISPLAY_QXL && !o->spice.enabled && o->accel != ACCEL_QTEST) {
+        *error = g_strdup("--display: qxl needs --spice (spice-server runs the QXL device's command rings)");
+        return 2;
+    }
+    if (o->spice.password_secret) {
+        const char *pw = g_hash_table_lookup(o->secrets, o->spice.password_secret);
+        if (!pw) {
+            *error = g_strdup_printf("--spice: password-secret=%s: no --object secret,id=%s",
+                                     o->spice.password_secret, o->spice.password_secret);
+            return 2;
+        }
+        if (strlen(pw) > SPICE_SPEC_PASSWORD_MAX) {
+            *error = g_strdup_printf("--spice: secret %s is longer than SPICE's %d characters",
+                                     o->spice.password_secret, SPICE_SPEC_PASSWORD_MAX);
+            return 2;
+        }
+        g_free(o->spice.password);
+        o->spice.password = g_strdup(pw);
     }
     if (o->daemonize && o->serial.kind == CHARDEV_STDIO) {
         *error = g_strdup("--serial: stdio cannot be used with --daemonize");

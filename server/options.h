@@ -14,12 +14,14 @@
 #include "log.h"
 #include "serial_unix.h"
 #include "virtio_blk.h"
+#include "spice_spec.h"
 #include "vnc_spec.h"
 
 enum display_kind {
     DISPLAY_NONE,
     DISPLAY_BOCHS,      /* bochs-display (gpu/bochs_display.h) */
     DISPLAY_VIRTIO_GPU, /* virtio-gpu (gpu/virtio_gpu.h) */
+    DISPLAY_QXL,        /* qxl-vga (gpu/qxl.h), needs --spice */
 };
 
 enum accel_kind {
@@ -57,6 +59,8 @@ struct options {
     struct listen_spec qtest; /* --accel qtest: where the test connects (kind LISTEN_UNIX with a path when set) */
     struct listen_spec gdb;   /* --gdb: the debugger's socket (path or host set when given) */
     struct vnc_spec vnc;      /* --vnc (kind VNC_OFF without it) */
+    struct spice_spec spice;  /* --spice (enabled false without it) */
+    GHashTable *secrets;      /* --object secret: id -> value */
     char *config;
     bool daemonize;
     char *pidfile;

@@ -5,10 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spice_frontend.h"
 #include "vnc.h"
 
+/* set_password and expire_password serve both remote-display protocols, as in QEMU; the spice ones are
+ * handed to spice_frontend.h. */
 struct qmp_vnc {
     struct vnc *v;
+    struct spice *spice;
 };
 
 bool qmp_vnc_parse_expiry(const char *time, gint64 now_us, gint64 *expire_at)
@@ -32,15 +36,24 @@ bool qmp_vnc_parse_expiry(const char *time, gint64 now_us, gint64 *expire_at)
     return true;
 }
 
+static bool is_spice(JsonObject *args)
+{
+    return !strcmp(json_object_get_string_member(args, "protocol"), "spice");
+}
+
 static bool check_protocol(struct qmp_vnc *q, JsonObject *args, GError **error)
 {
     const char *protocol = json_object_get_string_member(args, "protocol");
+    if (!strcmp(protocol, "spice")) {
+        if (!q->spice) {
+            g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC, "SPICE is not enabled (start deskvm with --spice)");
+            return false;
+        }
+        return true;
+    }
     if (strcmp(protocol, "vnc")) {
-        if (!strcmp(protocol, "spice"))
-            g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC, "SPICE is not available in this deskvm");
-        else
-            g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "Parameter 'protocol' does not accept value '%s'", protocol);
+        g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter 'protocol' does not accept value '%s'",
+                    protocol);
         return false;
     }
     if (!q->v) {
@@ -56,6 +69,16 @@ static JsonNode *cmd_set_password(void *opaque, struct qmp_session *session, Jso
     (void)session;
     if (!check_protocol(q, args, error))
         return NULL;
+    if (is_spice(args)) {
+        char *err = NULL;
+        const char *connected =
+            json_object_has_member(args, "connected") ? json_object_get_string_member(args, "connected") : NULL;
+        if (!spice_set_password(q->spice, json_object_get_string_member(args, "password"), connected, &err)) {
+            g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC, "%s", err);
+            g_free(err);
+        }
+        return NULL;
+    }
     if (json_object_has_member(args, "connected")) {
         const char *connected = json_object_get_string_member(args, "connected");
         if (strcmp(connected, "keep")) {
@@ -86,6 +109,14 @@ static JsonNode *cmd_expire_password(void *opaque, struct qmp_session *session, 
         g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC,
                     "Parameter 'time' expects now, never, +SECONDS or SECONDS since the epoch, not '%s'",
                     time);
+        return NULL;
+    }
+    if (is_spice(args)) {
+        char *err = NULL;
+        if (!spice_expire_password(q->spice, at, &err)) {
+            g_set_error(error, QMP_ERROR, QMP_ERROR_GENERIC, "%s", err);
+            g_free(err);
+        }
         return NULL;
     }
     vnc_expire_password(q->v, at);
@@ -157,10 +188,11 @@ static const struct qmp_command_def vnc_commands[] = {
     {"expire_password", cmd_expire_password, expire_password_args},
 };
 
-struct qmp_vnc *qmp_vnc_attach(struct qmp_dispatcher *d, struct vnc *v)
+struct qmp_vnc *qmp_vnc_attach(struct qmp_dispatcher *d, struct vnc *v, struct spice *spice)
 {
     struct qmp_vnc *q = g_new0(struct qmp_vnc, 1);
     q->v = v;
+    q->spice = spice;
     for (size_t i = 0; i < G_N_ELEMENTS(vnc_commands); i++)
         qmp_dispatcher_register(d, &vnc_commands[i], q);
     return q;

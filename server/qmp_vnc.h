@@ -1,5 +1,6 @@
 /* QMP commands of the VNC front end, in QEMU's shapes: query-vnc, set_password and expire_password (protocol
- * "vnc"). Registered whether or not VNC runs, so query-vnc can say it is off. */
+ * "vnc", and "spice", which goes to the SPICE front end). Registered whether or not VNC runs, so query-vnc can
+ * say it is off. */
 #ifndef DESKVM_QMP_VNC_H
 #define DESKVM_QMP_VNC_H
 
@@ -10,10 +11,11 @@
 #include "qmp_dispatch.h"
 
 struct vnc;
+struct spice;
 struct qmp_vnc;
 
-/* v may be NULL (no --vnc). */
-struct qmp_vnc *qmp_vnc_attach(struct qmp_dispatcher *d, struct vnc *v);
+/* v may be NULL (no --vnc), spice too (no --spice). */
+struct qmp_vnc *qmp_vnc_attach(struct qmp_dispatcher *d, struct vnc *v, struct spice *spice);
 void qmp_vnc_detach(struct qmp_vnc *q);
 
 /* expire_password's time: "now", "never", "+SECONDS" from now, or SECONDS since the epoch. *expire_at is what

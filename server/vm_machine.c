@@ -19,6 +19,7 @@
 #include "pc.h"
 #include "qtest.h"
 #include "serial_unix.h"
+#include "spice_frontend.h"
 #include "virtio_serial.h"
 #include "vcpu.h"
 
@@ -293,9 +294,24 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
     vmm->opts = o;
     vmm->event_pipe[0] = vmm->event_pipe[1] = -1;
     vmm->serial_conf.nports = o->serial_ports->len;
-    for (guint i = 0; i < o->serial_ports->len && i < VIRTIO_SERIAL_PORTS_MAX; i++)
+    bool agent_port_given = false;
+    for (guint i = 0; i < o->serial_ports->len && i < VIRTIO_SERIAL_PORTS_MAX; i++) {
         vmm->serial_conf.names[i] = g_array_index(o->serial_ports, struct serial_port_spec, i).name;
-    const struct virtio_serial_conf *serial_ports = o->serial_ports->len ? &vmm->serial_conf : NULL;
+        agent_port_given |= !strcmp(vmm->serial_conf.names[i], SPICE_AGENT_PORT_NAME);
+    }
+    /* SPICE brings the guest agent's port, as QEMU users add it by hand (-device virtserialport,
+     * name=com.redhat.spice.0): spice-vdagent in the guest gives clipboard, resize and agent mouse. */
+    if (o->spice.enabled && !agent_port_given) {
+        if (vmm->serial_conf.nports >= VIRTIO_SERIAL_PORTS_MAX) {
+            *error = g_strdup_printf("--spice needs a virtio-serial port for %s, but --serial-port and "
+                                     "--guest-agent already use all %d",
+                                     SPICE_AGENT_PORT_NAME, VIRTIO_SERIAL_PORTS_MAX);
+            g_free(vmm);
+            return NULL;
+        }
+        vmm->serial_conf.names[vmm->serial_conf.nports++] = SPICE_AGENT_PORT_NAME;
+    }
+    const struct virtio_serial_conf *serial_ports = vmm->serial_conf.nports ? &vmm->serial_conf : NULL;
 
     if (o->accel == ACCEL_QTEST) {
         struct pc_config pc = {.ram_size = o->memory, .cpus = o->cpus, .serial = serial, .manual_clock = true,
@@ -304,6 +320,7 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
                                .virtio_tablet = o->virtio_tablet, .virtio_serial = serial_ports};
         pc.bochs_display = o->display == DISPLAY_BOCHS;
         pc.virtio_gpu = o->display == DISPLAY_VIRTIO_GPU;
+        pc.qxl = o->display == DISPLAY_QXL;
         pc.display_width = o->display_width;
         pc.display_height = o->display_height;
         if (pc_machine_init(&vmm->machine, &pc, error) < 0)
@@ -336,6 +353,7 @@ struct vm_machine *vm_machine_create(const struct options *o, struct vm *vm, str
         .virtio_serial = serial_ports,
         .bochs_display = o->display == DISPLAY_BOCHS,
         .virtio_gpu = o->display == DISPLAY_VIRTIO_GPU,
+        .qxl = o->display == DISPLAY_QXL,
         .display_width = o->display_width,
         .display_height = o->display_height,
     };
@@ -377,6 +395,14 @@ ready:
 fail:
     vm_machine_destroy(vmm);
     return NULL;
+}
+
+struct serial_port *vm_machine_serial_port(struct vm_machine *vmm, const char *name)
+{
+    if (!vmm || !vmm->machine_ready)
+        return NULL;
+    struct virtio_serial *vs = virtio_serial_at(&vmm->machine, VIRTIO_SERIAL_SLOT);
+    return vs ? virtio_serial_port(vs, name) : NULL;
 }
 
 void vm_machine_destroy(struct vm_machine *vmm)

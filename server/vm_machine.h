@@ -25,6 +25,8 @@ void vm_machine_set_debug_handler(struct vm_machine *vmm, void (*fn)(void *opaqu
 struct input *vm_machine_input(struct vm_machine *vmm);
 /* The machine (devices, displays), NULL if vmm is NULL or has none. */
 struct machine *vm_machine_get(struct vm_machine *vmm);
+/* The virtio-serial port called name (e.g. the SPICE agent's), NULL if there is none. */
+struct serial_port *vm_machine_serial_port(struct vm_machine *vmm, const char *name);
 /* The backend in use ("kvm", ...). */
 const char *vm_machine_accel_name(const struct vm_machine *vmm);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The default VM as README's first command starts it (tools/run-default-vm, which tools/start-default-vm ends in),
-seen by a VNC user: the guest's framebuffer console shows a shell on virtio-gpu, a command typed through VNC (X11
-keysyms, Shift included) runs in that shell, and what the VNC client shows equals QMP screendump."""
+seen by a VNC user and a SPICE user: the guest's framebuffer console shows a shell on virtio-gpu, a command typed
+through VNC (X11 keysyms, Shift included) and one typed through SPICE (PC scan codes) run in that shell, and what
+each client shows equals QMP screendump."""
 import os
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import rfb  # noqa: E402
-from deskvm_harness import (DESKVM, SRCDIR, QmpClient, build_guest_image, free_vnc_display, tmpdir,  # noqa: E402
-                            wait_for)
+from deskvm_harness import (DESKVM, SRCDIR, QmpClient, build_guest_image, free_port, free_vnc_display,  # noqa: E402
+                            tmpdir, wait_for)
 from png import decode_png  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -52,6 +53,60 @@ def type_text(c, text):
             c.key(SHIFT_L, False)
 
 
+# US layout, PC set 1: the characters the SPICE command below needs, as (scan code, with Shift).
+SET1 = {**{c: (code, False) for c, code in zip("1234567890-=", range(0x02, 0x0e))},
+        **{c: (code, False) for c, code in zip("qwertyuiop", range(0x10, 0x1a))},
+        **{c: (code, False) for c, code in zip("asdfghjkl", range(0x1e, 0x27))},
+        **{c: (code, False) for c, code in zip("zxcvbnm,./", range(0x2c, 0x36))},
+        " ": (0x39, False), "\n": (0x1c, False), "$": (0x05, True), "(": (0x0a, True), ")": (0x0b, True),
+        "*": (0x09, True), ">": (0x34, True)}
+SET1.update({c.upper(): (code, True) for c, (code, _) in list(SET1.items()) if c.isalpha()})
+SET1_LSHIFT = 0x2a
+
+
+def spice_type_text(c, text):
+    """Types TEXT as a SPICE client does: scan codes of a US keyboard, Shift pressed around shifted characters."""
+    for ch in text:
+        code, shift = SET1[ch]
+        if shift:
+            c.key_press(SET1_LSHIFT)
+        c.key(code)
+        if shift:
+            c.key_release(SET1_LSHIFT)
+
+
+def spice_check(t, out, d, port):
+    """The SPICE half: remote-viewer's client library sees the console at the guest's mode, a command typed with
+    scan codes runs, and the client's pixels equal screendump."""
+    import spice_client  # gi: only when the SPICE part runs
+    sc = spice_client.SpiceClient.open("127.0.0.1", port, timeout=30)
+    try:
+        surface = sc.wait_surface(W, H, timeout=60)
+        t.ok(surface is not None, f"the SPICE client sees the guest's {W}x{H} mode",
+             str(sc.surface and (sc.surface.width, sc.surface.height)))
+        if surface is None:
+            return
+        spice_type_text(sc, "echo spice-typed-$((6*7)) >/dev/ttyS0\n")
+        t.ok(wait_for(lambda: out.has("spice-typed-42"), timeout=60, interval=0.2),
+             "a command typed through SPICE runs in the console's shell", out.text[-1500:])
+        q = QmpClient(os.path.join(d, "qmp.sock"))
+        q.negotiate()
+        shot, diff = os.path.join(d, "spice-shot.png"), ["not compared"]
+        for _ in range(10):  # the console's cursor blinks: try to catch both pictures in one phase
+            r = q.cmd("screendump", {"filename": shot, "format": "png"})
+            if "return" not in r:
+                diff = [str(r)]
+                break
+            w, h, rows = decode_png(open(shot, "rb").read())
+            diff = sc.wait_rows(rows, timeout=3) if (w, h) == (W, H) else [f"{w}x{h}"]
+            if not diff:
+                break
+        t.ok(not diff, "the SPICE client's pixels equal QMP screendump", f"rows differing: {diff[:10]}")
+        q.close()
+    finally:
+        sc.close()
+
+
 def lit_pixels(rows):
     return sum(1 for row in rows for i in range(0, len(row), 3) if row[i] or row[i + 1] or row[i + 2])
 
@@ -61,8 +116,9 @@ def main():
     if not t.ok(img.dir is not None, "the guest image is available", img.err[-2000:]):
         return
     d = tmpdir()
-    disp = free_vnc_display()
-    env = dict(os.environ, DESKVM=DESKVM, DESKVM_STATE_DIR=d, DESKVM_VNC_DISPLAY=str(disp))
+    disp, spice_port = free_vnc_display(), free_port()
+    env = dict(os.environ, DESKVM=DESKVM, DESKVM_STATE_DIR=d, DESKVM_VNC_DISPLAY=str(disp),
+               DESKVM_SPICE_PORT=str(spice_port))
     p = subprocess.Popen([os.path.join(SRCDIR, "tools", "run-default-vm"), img.dir], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     out = Output(p.stdout)
@@ -109,6 +165,12 @@ def main():
                 break
             detail = f"{w}x{h}, {sum(1 for a, b in zip(rows, c.rows()) if a != b)} rows differ"
         t.ok(same, "the VNC client's pixels equal QMP screendump", detail)
+        c.close()
+        c = None
+
+        t.ok(out.has(f"SPICE: remote-viewer spice://127.0.0.1:{spice_port}"), "the script prints the SPICE address",
+             out.text[:1500])
+        spice_check(t, out, d, spice_port)
         q.cmd("quit")
         t.ok(wait_for(lambda: p.poll() is not None, timeout=30), "QMP quit ends the default VM")
         q.close()

@@ -15,7 +15,7 @@ t = Tap()
 TARGETS = {"fuzz-qmp": "qmp", "fuzz-devices": "devices", "fuzz-decode": "decode",
            "fuzz-virtqueue": "virtqueue", "fuzz-qcow2": "qcow2", "fuzz-virtio-gpu": "virtio-gpu",
            "fuzz-virtio-serial": "virtio-serial",
-           "fuzz-vnc": "vnc"}
+           "fuzz-vnc": "vnc", "fuzz-qxl": "qxl"}
 RUNS = os.environ.get("DESKVM_FUZZ_RUNS", "20000")
 
 for target, corpus in TARGETS.items():

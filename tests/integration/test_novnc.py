@@ -6,88 +6,24 @@ pointed at the websocket (with VNC authentication: password=on, the password set
 to the page), and the pixels noVNC drew on its canvas must equal the pattern; Chromium's screenshot of the page is
 kept for a look when the test fails. Skips when chromium, chromedriver or novnc is not installed."""
 import base64
-import functools
-import http.server
-import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from deskvm_harness import (QmpClient, build_guest_image, free_port, free_vnc_display, guest_command,
                             read_text, tmpdir, wait_for)  # noqa: E402
 from fbpattern import fbpattern_rows  # noqa: E402
 from tap import Tap  # noqa: E402
+from webdriver import CHROMEDRIVER, CHROMIUM, WebDriver, serve_directory  # noqa: E402
 
 t = Tap()
 NOVNC = "/usr/share/novnc"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 BOOT_TIMEOUT = 240
 W, H = 800, 600
 PASSWORD = "novnc-pw"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class WebDriver:
-    """Just enough of the W3C WebDriver protocol (chromedriver over HTTP, JSON bodies) for one headless session."""
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.log = os.path.join(workdir, "chromedriver.log")
-        self.proc = subprocess.Popen([CHROMEDRIVER, f"--port={self.port}", f"--log-path={self.log}"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.base = f"http://127.0.0.1:{self.port}"
-        if not wait_for(lambda: self._ready(), timeout=20, interval=0.1):
-            raise RuntimeError("chromedriver did not start")
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1024,800", "--no-first-run", "--no-default-browser-check",
-                     f"--user-data-dir={os.path.join(workdir, 'chromium-profile')}"]}}}}
-        self.session = self.call("POST", "/session", caps)["sessionId"]
-
-    def _ready(self):
-        try:
-            return self.call("GET", "/status").get("ready")
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return json.loads(r.read())["value"]
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"WebDriver {method} {path}: {e.code} {e.read()[:500]!r}") from None
-
-    def navigate(self, url):
-        self.call("POST", f"/session/{self.session}/url", {"url": url})
-
-    def script(self, js, *args):
-        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": js, "args": list(args)})
-
-    def screenshot(self):
-        return base64.b64decode(self.call("GET", f"/session/{self.session}/screenshot"))
-
-    def close(self):
-        try:
-            self.call("DELETE", f"/session/{self.session}")
-        except (RuntimeError, OSError, AttributeError):
-            pass
-        self.proc.kill()
-        self.proc.wait()
 
 
 # The canvas noVNC draws on, read back as packed RGB (base64) with its size and vnc_lite's status line.
@@ -161,8 +97,7 @@ def main():
                          extra=["--display", "virtio-gpu", "--resolution", f"{W}x{H}", "--qmp", "unix:" + qmp,
                                 "--vnc", f"127.0.0.1:{display},password=on,websocket={ws_port}"])
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=NOVNC))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = serve_directory(NOVNC)
     wd = None
     try:
         # Chromium starts while the guest boots.

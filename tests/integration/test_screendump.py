@@ -191,7 +191,7 @@ def test_no_display():
 
 
 def test_options():
-    for args, needle in ((["--display", "vga"], "--display: 'vga' is not bochs, virtio-gpu or none"),
+    for args, needle in ((["--display", "vga"], "--display: 'vga' is not bochs, virtio-gpu, qxl or none"),
                          (["--resolution", "1024"], "--resolution: '1024' is not WIDTHxHEIGHT"),
                          (["--resolution", "1024x"], "is not WIDTHxHEIGHT"),
                          (["--resolution", "1024x768x2"], "is not WIDTHxHEIGHT"),
@@ -204,7 +204,7 @@ def test_options():
         t.ok(r.returncode == 2 and needle in r.stderr, f"{' '.join(args)!r} -> exit 2",
              f"rc={r.returncode} stderr={r.stderr!r}")
     r = run_deskvm(["--help"])
-    t.ok("--display bochs|virtio-gpu|none" in r.stdout and "--resolution WxH" in r.stdout, "--help lists the options")
+    t.ok("--display bochs|virtio-gpu|qxl|none" in r.stdout and "--resolution WxH" in r.stdout, "--help lists the options")
 
 
 t.run(test_pattern_png_and_ppm, "pattern")
