@@ -72,6 +72,13 @@ bool qmp_dispatcher_register(struct qmp_dispatcher *d, const struct qmp_command_
     return true;
 }
 
+void qmp_dispatcher_register_all(struct qmp_dispatcher *d, const struct qmp_command_def *defs, size_t n,
+                                 void *opaque)
+{
+    for (size_t i = 0; i < n; i++)
+        qmp_dispatcher_register(d, &defs[i], opaque);
+}
+
 GPtrArray *qmp_dispatcher_command_names(struct qmp_dispatcher *d)
 {
     return d->names;

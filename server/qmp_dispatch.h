@@ -57,6 +57,9 @@ struct qmp_dispatcher *qmp_dispatcher_new(void);
 void qmp_dispatcher_free(struct qmp_dispatcher *d);
 /* Registers a command; the def must outlive the dispatcher (static tables). Returns false if the name is taken. */
 bool qmp_dispatcher_register(struct qmp_dispatcher *d, const struct qmp_command_def *def, void *opaque);
+/* Registers a module's table of n commands, all with the same opaque. */
+void qmp_dispatcher_register_all(struct qmp_dispatcher *d, const struct qmp_command_def *defs, size_t n,
+                                 void *opaque);
 /* Names of all commands in registration order (the array and strings belong to the dispatcher). */
 GPtrArray *qmp_dispatcher_command_names(struct qmp_dispatcher *d);
 

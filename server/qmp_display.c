@@ -188,8 +188,7 @@ struct qmp_display *qmp_display_attach(struct qmp_dispatcher *d, struct machine 
 {
     struct qmp_display *q = g_new0(struct qmp_display, 1);
     q->m = m;
-    for (size_t i = 0; i < G_N_ELEMENTS(display_commands); i++)
-        qmp_dispatcher_register(d, &display_commands[i], q);
+    qmp_dispatcher_register_all(d, display_commands, G_N_ELEMENTS(display_commands), q);
     return q;
 }
 

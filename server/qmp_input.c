@@ -339,8 +339,7 @@ struct qmp_input *qmp_input_attach(struct qmp_dispatcher *d, struct input *in)
 {
     struct qmp_input *q = g_new0(struct qmp_input, 1);
     q->in = in;
-    for (size_t i = 0; i < G_N_ELEMENTS(input_commands); i++)
-        qmp_dispatcher_register(d, &input_commands[i], q);
+    qmp_dispatcher_register_all(d, input_commands, G_N_ELEMENTS(input_commands), q);
     return q;
 }
 

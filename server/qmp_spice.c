@@ -144,8 +144,7 @@ struct qmp_spice *qmp_spice_attach(struct qmp_dispatcher *d, struct qmp_server *
     struct qmp_spice *q = g_new0(struct qmp_spice, 1);
     q->s = s;
     q->server = server;
-    for (size_t i = 0; i < G_N_ELEMENTS(spice_commands); i++)
-        qmp_dispatcher_register(d, &spice_commands[i], q);
+    qmp_dispatcher_register_all(d, spice_commands, G_N_ELEMENTS(spice_commands), q);
     if (s)
         spice_set_event_listener(s, on_spice_event, q);
     return q;

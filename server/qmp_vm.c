@@ -154,8 +154,7 @@ struct qmp_vm *qmp_vm_attach(struct vm *vm, struct qmp_dispatcher *d, struct qmp
     q->vm = vm;
     q->dispatcher = d;
     q->server = server;
-    for (size_t i = 0; i < G_N_ELEMENTS(vm_commands); i++)
-        qmp_dispatcher_register(d, &vm_commands[i], q);
+    qmp_dispatcher_register_all(d, vm_commands, G_N_ELEMENTS(vm_commands), q);
     if (server)
         q->listener = vm_add_listener(vm, on_vm_event, q);
     return q;

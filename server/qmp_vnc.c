@@ -193,8 +193,7 @@ struct qmp_vnc *qmp_vnc_attach(struct qmp_dispatcher *d, struct vnc *v, struct s
     struct qmp_vnc *q = g_new0(struct qmp_vnc, 1);
     q->v = v;
     q->spice = spice;
-    for (size_t i = 0; i < G_N_ELEMENTS(vnc_commands); i++)
-        qmp_dispatcher_register(d, &vnc_commands[i], q);
+    qmp_dispatcher_register_all(d, vnc_commands, G_N_ELEMENTS(vnc_commands), q);
     return q;
 }
 

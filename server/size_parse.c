@@ -1,4 +1,4 @@
-/* Sizes as QEMU spells them on its command line (512M, 1.5G, 4096K, 65536B). */
+/* Sizes (512M, 1.5G, 4096K, 65536B) and on/off switches as QEMU spells them on its command line. */
 #include "size_parse.h"
 
 #include <stddef.h>
@@ -97,4 +97,18 @@ bool size_parse(const char *s, uint64_t default_unit, uint64_t *out)
     }
     *out = bytes;
     return true;
+}
+
+bool switch_parse(const char *key, const char *v, bool *out, char **error)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
+        *out = true;
+        return true;
+    }
+    if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
+        *out = false;
+        return true;
+    }
+    *error = g_strdup_printf("%s=%s: expected on or off", key, v);
+    return false;
 }

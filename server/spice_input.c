@@ -161,7 +161,16 @@ static void on_leds(void *opaque, unsigned leds)
     g_mutex_unlock(&si->lock);
 }
 
-/* ---------------------------------------------------------------- mouse (server mode: relative motion) */
+/* ---------------------------------------------------------------- mouse (server mode) and tablet (client mode) */
+
+/* What every pointer event ends with: the buttons that changed, the end of the report, then wheel steps. */
+static void pointer_update(struct spice_input *si, uint32_t buttons_state, int wheel)
+{
+    send_buttons(si, buttons_state);
+    input_sync(si->in);
+    if (wheel)
+        send_wheel(si, wheel);
+}
 
 static void mouse_motion(SpiceMouseInstance *sin, int dx, int dy, int dz, uint32_t buttons_state)
 {
@@ -173,20 +182,14 @@ static void mouse_motion(SpiceMouseInstance *sin, int dx, int dy, int dz, uint32
         input_send_rel(si->in, INPUT_AXIS_X, dx);
     if (dy)
         input_send_rel(si->in, INPUT_AXIS_Y, dy);
-    send_buttons(si, buttons_state);
-    input_sync(si->in);
-    if (dz)
-        send_wheel(si, dz);
+    pointer_update(si, buttons_state, dz);
 }
 
 static void mouse_buttons(SpiceMouseInstance *sin, uint32_t buttons_state)
 {
     (void)sin;
-    struct spice_input *si = sinks.si;
-    if (!si)
-        return;
-    send_buttons(si, buttons_state);
-    input_sync(si->in);
+    if (sinks.si)
+        pointer_update(sinks.si, buttons_state, 0);
 }
 
 static const SpiceMouseInterface mouse_interface = {
@@ -197,8 +200,6 @@ static const SpiceMouseInterface mouse_interface = {
     .motion = mouse_motion,
     .buttons = mouse_buttons,
 };
-
-/* ---------------------------------------------------------------- tablet (client mode: absolute position) */
 
 static void tablet_set_logical_size(SpiceTabletInstance *sin, int width, int height)
 {
@@ -219,30 +220,21 @@ static void tablet_position(SpiceTabletInstance *sin, int x, int y, uint32_t but
     /* input_abs_from_pixels clamps, so a position outside the surface lands on its edge. */
     input_send_abs(si->in, INPUT_AXIS_X, input_abs_from_pixels(x, si->width));
     input_send_abs(si->in, INPUT_AXIS_Y, input_abs_from_pixels(y, si->height));
-    send_buttons(si, buttons_state);
-    input_sync(si->in);
+    pointer_update(si, buttons_state, 0);
 }
 
 static void tablet_wheel(SpiceTabletInstance *sin, int wheel, uint32_t buttons_state)
 {
     (void)sin;
-    struct spice_input *si = sinks.si;
-    if (!si)
-        return;
-    send_buttons(si, buttons_state);
-    input_sync(si->in);
-    if (wheel)
-        send_wheel(si, wheel);
+    if (sinks.si)
+        pointer_update(sinks.si, buttons_state, wheel);
 }
 
 static void tablet_buttons(SpiceTabletInstance *sin, uint32_t buttons_state)
 {
     (void)sin;
-    struct spice_input *si = sinks.si;
-    if (!si)
-        return;
-    send_buttons(si, buttons_state);
-    input_sync(si->in);
+    if (sinks.si)
+        pointer_update(sinks.si, buttons_state, 0);
 }
 
 static const SpiceTabletInterface tablet_interface = {

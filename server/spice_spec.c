@@ -8,6 +8,7 @@
 #include <glib.h>
 
 #include "listen.h"
+#include "size_parse.h"
 
 static const char *const image_compression_names[] = {
     [SPICE_SPEC_IC_AUTO_GLZ] = "auto_glz", [SPICE_SPEC_IC_AUTO_LZ] = "auto_lz", [SPICE_SPEC_IC_QUIC] = "quic",
@@ -33,20 +34,6 @@ void spice_spec_clear(struct spice_spec *spec)
     g_free(spec->password);
     g_free(spec->password_secret);
     memset(spec, 0, sizeof(*spec));
-}
-
-static bool parse_onoff(const char *key, const char *v, bool *out, char **error)
-{
-    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
-        *out = true;
-        return true;
-    }
-    if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
-        *out = false;
-        return true;
-    }
-    *error = g_strdup_printf("%s=%s: expected on or off", key, v);
-    return false;
 }
 
 static bool parse_port(const char *key, const char *v, unsigned *out, char **error)
@@ -128,27 +115,27 @@ static bool parse_param(struct spice_spec *s, const char *key, const char *v, ch
         return true;
     }
     if (!strcmp(key, "unix"))
-        return parse_onoff(key, v, &s->unix_socket, error);
+        return switch_parse(key, v, &s->unix_socket, error);
     if (!strcmp(key, "ipv4"))
-        return parse_onoff(key, v, &s->ipv4, error);
+        return switch_parse(key, v, &s->ipv4, error);
     if (!strcmp(key, "ipv6"))
-        return parse_onoff(key, v, &s->ipv6, error);
+        return switch_parse(key, v, &s->ipv6, error);
     if (!strcmp(key, "disable-ticketing"))
-        return parse_onoff(key, v, &s->disable_ticketing, error);
+        return switch_parse(key, v, &s->disable_ticketing, error);
     if (!strcmp(key, "insecure"))
-        return parse_onoff(key, v, &s->insecure, error);
+        return switch_parse(key, v, &s->insecure, error);
     if (!strcmp(key, "playback-compression"))
-        return parse_onoff(key, v, &s->playback_compression, error);
+        return switch_parse(key, v, &s->playback_compression, error);
     if (!strcmp(key, "agent-mouse"))
-        return parse_onoff(key, v, &s->agent_mouse, error);
+        return switch_parse(key, v, &s->agent_mouse, error);
     if (!strcmp(key, "disable-copy-paste")) {
-        if (!parse_onoff(key, v, &flag, error))
+        if (!switch_parse(key, v, &flag, error))
             return false;
         s->copy_paste = !flag;
         return true;
     }
     if (!strcmp(key, "disable-agent-file-xfer")) {
-        if (!parse_onoff(key, v, &flag, error))
+        if (!switch_parse(key, v, &flag, error))
             return false;
         s->file_xfer = !flag;
         return true;

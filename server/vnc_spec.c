@@ -9,6 +9,7 @@
 #include <glib.h>
 
 #include "listen.h"
+#include "size_parse.h"
 
 void vnc_spec_clear(struct vnc_spec *spec)
 {
@@ -20,20 +21,6 @@ void vnc_spec_clear(struct vnc_spec *spec)
 unsigned vnc_spec_port(const struct vnc_spec *spec)
 {
     return VNC_BASE_PORT + spec->display;
-}
-
-static bool parse_onoff(const char *key, const char *v, bool *out, char **error)
-{
-    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
-        *out = true;
-        return true;
-    }
-    if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
-        *out = false;
-        return true;
-    }
-    *error = g_strdup_printf("%s=%s: expected on or off", key, v);
-    return false;
 }
 
 static bool parse_number(const char *v, unsigned long max, unsigned long *out)
@@ -115,9 +102,9 @@ bool vnc_spec_parse(const char *text, struct vnc_spec *out, char **error)
         const char *v = eq ? eq + 1 : "on";
         bool ok = true;
         if (!strcmp(key, "password")) {
-            ok = parse_onoff(key, v, &s.password, error);
+            ok = switch_parse(key, v, &s.password, error);
         } else if (!strcmp(key, "insecure")) {
-            ok = parse_onoff(key, v, &s.insecure, error);
+            ok = switch_parse(key, v, &s.insecure, error);
         } else if (!strcmp(key, "websocket")) {
             unsigned long port;
             if (s.kind != VNC_TCP) {

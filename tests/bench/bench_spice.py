@@ -29,13 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
-try:
-    import spice_client as sc
-except (ImportError, ValueError) as e:
-    if os.path.exists("/usr/bin/python3") and sys.executable != "/usr/bin/python3":
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    print(f"bench_spice: python3-gi with SpiceClientGLib 2.0 is missing ({e}); tools/install-deps", file=sys.stderr)
-    sys.exit(1)
+from spice_import import import_spice_client  # noqa: E402
+sc = import_spice_client()
 from bench_vnc import busy_threads, machine_busy, thread_cpu, wait_quiet  # noqa: E402
 from benchlib import result_table, write_section  # noqa: E402
 from deskvm_harness import build_guest_image  # noqa: E402

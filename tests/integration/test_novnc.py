@@ -5,7 +5,6 @@ http.server serves noVNC (Debian's novnc package, /usr/share/novnc), Chromium un
 pointed at the websocket (with VNC authentication: password=on, the password set through QMP set_password and given
 to the page), and the pixels noVNC drew on its canvas must equal the pattern; Chromium's screenshot of the page is
 kept for a look when the test fails. Skips when chromium, chromedriver or novnc is not installed."""
-import base64
 import os
 import shutil
 import subprocess
@@ -24,20 +23,6 @@ NOVNC = "/usr/share/novnc"
 BOOT_TIMEOUT = 240
 W, H = 800, 600
 PASSWORD = "novnc-pw"
-
-
-# The canvas noVNC draws on, read back as packed RGB (base64) with its size and vnc_lite's status line.
-READ_CANVAS = """
-const canvas = document.querySelector('#screen canvas');
-const status = document.getElementById('status').textContent;
-if (!canvas || canvas.width === 0) return [0, 0, '', status];
-const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-const rgb = new Uint8Array(d.length / 4 * 3);
-for (let i = 0, j = 0; i < d.length; i += 4, j += 3) { rgb[j] = d[i]; rgb[j + 1] = d[i + 1]; rgb[j + 2] = d[i + 2]; }
-let s = '';
-for (let i = 0; i < rgb.length; i += 32768) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 32768));
-return [canvas.width, canvas.height, btoa(s), status];
-"""
 
 
 def compare(data, want):
@@ -68,10 +53,11 @@ def read_canvas(wd, want, timeout, good):
     end = time.monotonic() + timeout
     size, status, result = (0, 0), "", None
     while time.monotonic() < end:
-        w, h, b64, status = wd.script(READ_CANVAS)
+        w, h, data = wd.canvas_rgb("#screen canvas")
+        status = wd.script("return document.getElementById('status').textContent")
         size = (w, h)
         if size == (W, H):
-            result = compare(base64.b64decode(b64), want)
+            result = compare(data, want)
             if good(result):
                 break
         time.sleep(0.5)

@@ -18,16 +18,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from deskvm_harness import build_guest_image  # noqa: E402
 from fbpattern import fbpattern_rows, wait_screendump_pattern  # noqa: E402
 from png import decode_png  # noqa: E402
+from spice_import import import_spice_client  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
-try:
-    import spice_client as sc
-except (ImportError, ValueError) as e:
-    if os.path.exists("/usr/bin/python3") and sys.executable != "/usr/bin/python3":
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    t.skip("SPICE client", f"python3-gi with SpiceClientGLib 2.0 is missing ({e}); tools/install-deps")
-    t.done()
+sc = import_spice_client(t)
 
 KIND = sc.target_kind()
 W, H = 800, 600

@@ -12,16 +12,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from deskvm_harness import run_deskvm  # noqa: E402
+from spice_import import import_spice_client  # noqa: E402
 from tap import Tap  # noqa: E402
 
 t = Tap()
-try:
-    import spice_client as sc
-except (ImportError, ValueError) as e:
-    if os.path.exists("/usr/bin/python3") and sys.executable != "/usr/bin/python3":
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    t.skip("SPICE client", f"python3-gi with SpiceClientGLib 2.0 is missing ({e}); tools/install-deps")
-    t.done()
+sc = import_spice_client(t)
 
 KIND = sc.target_kind()
 MAIN, DISPLAY, INPUTS, CURSOR = 1, 2, 3, 4

@@ -5,7 +5,6 @@ package) bridges a loopback WebSocket port to it as it does in web front ends, a
 spice-html5, and Chromium under chromedriver opens spice_auto.html with the password. The pixels spice-html5 drew on
 its primary-surface canvas must equal the pattern exactly (SPICE's image codecs here are lossless), and a wrong
 password must leave the canvas undrawn. Skips when chromium, chromedriver, spice-html5 or websockify is missing."""
-import base64
 import os
 import shutil
 import subprocess
@@ -26,28 +25,14 @@ BOOT_TIMEOUT = 240
 W, H = 800, 600
 PASSWORD = "html5-ticket"
 
-# spice-html5's primary surface canvas, read back as packed RGB (base64) with its size.
-READ_CANVAS = """
-const canvas = document.getElementById('spice_surface_0');
-if (!canvas || canvas.width === 0) return [0, 0, ''];
-const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-const rgb = new Uint8Array(d.length / 4 * 3);
-for (let i = 0, j = 0; i < d.length; i += 4, j += 3) { rgb[j] = d[i]; rgb[j + 1] = d[i + 1]; rgb[j + 2] = d[i + 2]; }
-let s = '';
-for (let i = 0; i < rgb.length; i += 32768) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 32768));
-return [canvas.width, canvas.height, btoa(s)];
-"""
-
-
 def read_canvas(wd, want, timeout):
     """Polls the canvas until it equals WANT or TIMEOUT; returns (size, rows that differ)."""
     end = time.monotonic() + timeout
     size, bad = (0, 0), None
     while time.monotonic() < end:
-        w, h, b64 = wd.script(READ_CANVAS)
+        w, h, data = wd.canvas_rgb("#spice_surface_0")
         size = (w, h)
         if size == (W, H):
-            data = base64.b64decode(b64)
             bad = [y for y in range(H) if data[3 * W * y:3 * W * (y + 1)] != want[y]]
             if not bad:
                 break

@@ -17,6 +17,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
+# A canvas read back through getImageData as packed RGB, base64 in chunks (the WebDriver reply is JSON).
+CANVAS_RGB_JS = """
+const canvas = document.querySelector(arguments[0]);
+if (!canvas || canvas.width === 0) return [0, 0, ''];
+const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+const rgb = new Uint8Array(d.length / 4 * 3);
+for (let i = 0, j = 0; i < d.length; i += 4, j += 3) { rgb[j] = d[i]; rgb[j + 1] = d[i + 1]; rgb[j + 2] = d[i + 2]; }
+let s = '';
+for (let i = 0; i < rgb.length; i += 32768) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 32768));
+return [canvas.width, canvas.height, btoa(s)];
+"""
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -61,6 +74,12 @@ class WebDriver:
 
     def script(self, js, *args):
         return self.call("POST", f"/session/{self.session}/execute/sync", {"script": js, "args": list(args)})
+
+    def canvas_rgb(self, selector):
+        """The pixels of the canvas matching the CSS SELECTOR as (width, height, packed RGB bytes); (0, 0, b"")
+        while there is none or it is empty."""
+        w, h, b64 = self.script(CANVAS_RGB_JS, selector)
+        return w, h, base64.b64decode(b64)
 
     def alert_text(self):
         """The text of the open alert/prompt, or None when none is open."""

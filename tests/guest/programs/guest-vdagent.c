@@ -48,6 +48,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_vport.h"
+
 /* Protocol facts (spice-protocol vd_agent.h). */
 #define VDP_CLIENT_PORT 1
 #define VDP_SERVER_PORT 2
@@ -132,35 +134,6 @@ static void put32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 8);
     p[2] = (uint8_t)(v >> 16);
     p[3] = (uint8_t)(v >> 24);
-}
-
-/* /dev/vportNpM of the port called name, or 0. */
-static int find_port(const char *name, char *dev, size_t devlen)
-{
-    DIR *d = opendir("/sys/class/virtio-ports");
-    if (!d)
-        return 0;
-    struct dirent *e;
-    int found = 0;
-    while (!found && (e = readdir(d))) {
-        if (strncmp(e->d_name, "vport", 5))
-            continue;
-        char path[512], buf[256];
-        snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        if (fgets(buf, sizeof(buf), f)) {
-            buf[strcspn(buf, "\n")] = 0;
-            if (!strcmp(buf, name)) {
-                snprintf(dev, devlen, "/dev/%s", e->d_name);
-                found = 1;
-            }
-        }
-        fclose(f);
-    }
-    closedir(d);
-    return found;
 }
 
 static int write_all(const uint8_t *buf, size_t len)

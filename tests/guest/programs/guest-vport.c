@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_vport.h"
+
 static void marker(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void marker(const char *fmt, ...)
 {
@@ -38,35 +40,6 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* /dev/vportNpM of the port called name, or 0 with dev empty. */
-static int find_port(const char *name, char *dev, size_t devlen)
-{
-    DIR *d = opendir("/sys/class/virtio-ports");
-    if (!d)
-        return 0;
-    struct dirent *e;
-    int found = 0;
-    while (!found && (e = readdir(d))) {
-        if (strncmp(e->d_name, "vport", 5))
-            continue;
-        char path[512], buf[256];
-        snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        if (fgets(buf, sizeof(buf), f)) {
-            buf[strcspn(buf, "\n")] = 0;
-            if (!strcmp(buf, name)) {
-                snprintf(dev, devlen, "/dev/%s", e->d_name);
-                found = 1;
-            }
-        }
-        fclose(f);
-    }
-    closedir(d);
-    return found;
 }
 
 static int write_all(int fd, const char *buf, size_t len)
