@@ -5,6 +5,8 @@
 #include "serial_unix.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -231,6 +233,32 @@ static gboolean on_idle(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* Whether the client closed its socket (both directions; a half-close still reads). */
+static bool peer_closed(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
+/* Whether the client closed and left nothing unread: a new client may then take its place at once, before the
+ * main loop gets round to the old socket's hang-up (a tool that reconnects right after closing). */
+static bool client_gone(int fd)
+{
+    int unread = 0;
+    return peer_closed(fd) && ioctl(fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+/* A half-closed client (see on_readable) closed the rest. */
+static gboolean on_hangup(gint fd, GIOCondition cond, gpointer data)
+{
+    (void)fd;
+    (void)cond;
+    struct serial_unix *su = data;
+    su->in_watch = 0;
+    disconnect(su, "end of stream");
+    return G_SOURCE_REMOVE;
+}
+
 static gboolean on_readable(gint fd, GIOCondition cond, gpointer data)
 {
     struct serial_unix *su = data;
@@ -251,13 +279,23 @@ static gboolean on_readable(gint fd, GIOCondition cond, gpointer data)
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return G_SOURCE_CONTINUE;
     su->in_watch = 0;
+    if (n == 0 && !peer_closed(fd)) {
+        /* The client only shut down its sending side (`echo CMD | socat - UNIX-CONNECT:...`): it still reads
+         * the answer. Keep the port open and the guest's bytes flowing until it closes the socket. */
+        log_info("%s: the client finished sending; waiting for it to close", su->who);
+        su->in_watch = g_unix_fd_add(fd, G_IO_HUP | G_IO_ERR, on_hangup, su);
+        return G_SOURCE_REMOVE;
+    }
     disconnect(su, n == 0 ? "end of stream" : g_strerror(errno));
     return G_SOURCE_REMOVE;
 }
 
+
 static void on_accept(void *opaque, int fd)
 {
     struct serial_unix *su = opaque;
+    if (su->fd >= 0 && client_gone(su->fd))
+        disconnect(su, "end of stream");
     if (su->fd >= 0) {
         log_warn("%s: refused a second client", su->who);
         close(fd);
