@@ -46,10 +46,17 @@ class QgaClient:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def sync(self, ident):
-        """guest-sync-delimited's cousin: answers once the guest agent is up and the stream is in step (a first
-        client may meet the agent still starting)."""
-        return self.cmd("guest-sync", {"id": ident}, timeout=10)
+    def sync_until_in_step(self, first_id, tries=30):
+        """Sends guest-sync with ids from FIRST_ID on until one comes back as its own answer (a client may meet
+        the agent still starting, or a reply meant for a timed-out request); True once in step."""
+        for ident in range(first_id, first_id + tries):
+            try:
+                r = self.cmd("guest-sync", {"id": ident}, timeout=10)
+            except (socket.timeout, TimeoutError):
+                continue
+            if r.get("return") == ident:
+                return True
+        return False
 
     def close(self):
         self.sock.close()
@@ -76,15 +83,7 @@ def main():
                     read_text(serial)[-2000:] + read_text(log)[-1000:]):
             return
         c = QgaClient(sock)
-        r = None
-        for ident in range(1000, 1030):  # until the agent answers in step
-            try:
-                r = c.sync(ident)
-            except (socket.timeout, TimeoutError):
-                continue
-            if r.get("return") == ident:
-                break
-        t.eq(r and r.get("return"), ident, "guest-sync echoes the id")
+        t.ok(c.sync_until_in_step(1000), "guest-sync echoes the id")
         info = c.cmd("guest-info").get("return", {})
         t.ok(str(info.get("version", "")).startswith("7.2"), "guest-info: Debian's qemu-ga 7.2",
              info.get("version"))
@@ -120,15 +119,7 @@ def main():
 
         # A new client after the first left (the host closed and reopened the port for the agent).
         c = QgaClient(sock)
-        r = None
-        for ident in range(2000, 2030):
-            try:
-                r = c.sync(ident)
-            except (socket.timeout, TimeoutError):
-                continue
-            if r.get("return") == ident:
-                break
-        t.eq(r and r.get("return"), ident, "a second client is answered too")
+        t.ok(c.sync_until_in_step(2000), "a second client is answered too")
         c.close()
 
         if shutil.which("socat"):

@@ -136,20 +136,6 @@ static void put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-static int write_all(const uint8_t *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(port_fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Sends one message to the client, cut into chunks of at most CHUNK_DATA_MAX bytes. */
 static void send_message(uint32_t type, const uint8_t *data, size_t len)
 {
@@ -170,7 +156,7 @@ static void send_message(uint32_t type, const uint8_t *data, size_t len)
         uint8_t hdr[CHUNK_HEADER_SIZE];
         put32(hdr, VDP_CLIENT_PORT);
         put32(hdr + 4, (uint32_t)n);
-        if (write_all(hdr, sizeof(hdr)) < 0 || write_all(msg + off, n) < 0) {
+        if (write_all(port_fd, hdr, sizeof(hdr)) < 0 || write_all(port_fd, msg + off, n) < 0) {
             marker("error write: %s", strerror(errno));
             exit(1);
         }

@@ -42,20 +42,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {

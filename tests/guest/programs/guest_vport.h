@@ -4,8 +4,10 @@
 #define GUEST_VPORT_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* /dev/vportNpM of the port called name into dev; 1 if found, 0 otherwise. */
 static int find_port(const char *name, char *dev, size_t devlen)
@@ -34,6 +36,22 @@ static int find_port(const char *name, char *dev, size_t devlen)
     }
     closedir(d);
     return found;
+}
+
+/* Writes all of buf (a port's writes may be partial); 0 on success, -1 on an error or end of file. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 #endif
