@@ -62,8 +62,16 @@ static void describe_address(const struct sockaddr_storage *sa, socklen_t len, c
     *family = family_name(sa->ss_family);
     host[0] = port[0] = 0;
     if (sa->ss_family == AF_UNIX) {
+        /* sun_path need not be NUL-terminated: copy only what the address length covers. */
         const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-        g_strlcpy(host, len > offsetof(struct sockaddr_un, sun_path) ? un->sun_path : "", hostlen);
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t n = len > off ? MIN((size_t)len - off, sizeof(un->sun_path)) : 0;
+        n = MIN(n, hostlen - 1);
+        size_t i = 0;
+        while (i < n && un->sun_path[i])
+            i++;
+        memcpy(host, un->sun_path, i);
+        host[i] = 0;
         return;
     }
     if (getnameinfo((const struct sockaddr *)sa, len, host, (socklen_t)hostlen, port, (socklen_t)portlen,

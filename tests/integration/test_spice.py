@@ -183,6 +183,13 @@ def test_unix():
     with sc.SpiceVm(KIND, "disable-ticketing=on", display=None, devices=(), unix=True) as vm:
         c = sc.SpiceClient.open(vm.unix_path, None)
         t.ok(c.wait_channels(("main", "inputs"), 15), "a client connects over the unix socket", c.events)
+        if KIND == "deskvm":
+            q = vm.qmp()
+            info = q.cmd("query-spice").get("return", {})
+            q.close()
+            chans = info.get("channels", [])
+            t.ok(info.get("host") == vm.unix_path and chans and all(ch.get("family") == "unix" for ch in chans),
+                 "query-spice: the socket path, and the client's channels as family unix", info)
         c.close()
 
 
