@@ -25,12 +25,23 @@ for target, corpus in TARGETS.items():
         continue
     seeds = os.path.join(SRCDIR, "tests", "fuzz", "corpus", corpus)
     work = tempfile.mkdtemp(prefix="dvm-fuzz-")
+    # A crash, leak or input slower than 60 s (libFuzzer's -timeout: a hang) leaves its input here, kept for a look.
+    artifacts = tempfile.mkdtemp(prefix=f"dvm-fuzz-{target}-artifacts-")
     try:
-        r = subprocess.run([exe, f"-runs={RUNS}", "-max_len=4096", "-max_total_time=60", "-seed=1",
-                            "-print_final_stats=1", work, seeds],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-        out = r.stdout
-        t.ok(r.returncode == 0 and "Done" in out, f"{target}: {RUNS} runs without a crash", out[-3000:])
+        try:
+            r = subprocess.run([exe, f"-runs={RUNS}", "-max_len=4096", "-max_total_time=60", "-seed=1",
+                                "-timeout=60", f"-artifact_prefix={artifacts}/", "-print_final_stats=1", work,
+                                seeds],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+            rc, out = r.returncode, r.stdout
+        except subprocess.TimeoutExpired as e:
+            rc, out = "timeout", (e.output or b"").decode("utf-8", "replace") if isinstance(e.output, bytes) else (
+                e.output or "")
+        kept = os.listdir(artifacts)
+        t.ok(rc == 0 and "Done" in out, f"{target}: {RUNS} runs without a crash",
+             f"exit {rc}; inputs kept in {artifacts}: {kept}\n{out[-3000:]}")
+        if not kept:
+            shutil.rmtree(artifacts, ignore_errors=True)
         execs = [l for l in out.splitlines() if l.startswith("stat::number_of_executed_units")]
         t.ok(execs and int(execs[0].split(":")[-1]) >= 1000, f"{target}: executed at least 1000 inputs", execs)
     finally:
