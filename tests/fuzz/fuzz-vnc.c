@@ -210,10 +210,14 @@ static void setup(void)
     atexit(cleanup_at_exit);
 }
 
+/* Runs what is ready on the main loop, a bounded number of rounds: when the machine is slow, the display's
+ * 30 Hz refresh timer can be due again by the time one round ends, and "until nothing is ready" never ends. */
+#define MAIN_LOOP_ROUNDS 64
+
 static void main_loop_iterate(void)
 {
     display_refresh(&display);
-    while (g_main_context_iteration(NULL, FALSE))
+    for (int i = 0; i < MAIN_LOOP_ROUNDS && g_main_context_iteration(NULL, FALSE); i++)
         ;
 }
 
